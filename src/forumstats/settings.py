@@ -60,6 +60,7 @@ class Settings:
     windows: WindowSettings = field(default_factory=WindowSettings)
     flush_interval_ms: int = 5_000
     snapshot_grace_ms: int = 120_000
+    output: str = "output"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             "top_k": lambda v: window_kw.__setitem__("top_k", int(v)),
             "flush_interval": lambda v: top_kw.__setitem__("flush_interval_ms", parse_duration(v)),
             "snapshot_grace": lambda v: top_kw.__setitem__("snapshot_grace_ms", parse_duration(v)),
+            "output": lambda v: top_kw.__setitem__("output", str(v)),
         }
         for key, value in opts.items():
             handler = handlers.get(key)

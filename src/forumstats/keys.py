@@ -1,0 +1,71 @@
+"""Object keys of the output layout. The writer and every reader use this module only.
+
+Layout (relative to the output prefix)::
+
+    {dataset}/window={1m|1h|1d}/date=YYYY-MM-DD/hour=HH/{dataset}-{window}-{YYYYMMDDTHHMMZ}-task{NNNN}.parquet
+    dead_letters/date=YYYY-MM-DD/hour=HH/dead_letters-{source}-{first}-{last}-task{NNNN}.parquet
+    latest/manifest.json and latest/snapshots/...
+
+Every part of a key comes from time or configuration (window size, task index), never from an
+event field, so no forum or thread name can shape a path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from .durations import duration_label
+from .errors import ConfigError
+
+WINDOW_DATASETS = ("thread_counts", "forum_counts")
+DEAD_LETTERS = "dead_letters"
+LATEST_PREFIX = "latest/"
+MANIFEST_KEY = "latest/manifest.json"
+_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def partition_path(ms: int) -> str:
+    moment = _utc(ms)
+    return f"date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def dataset_prefix(dataset: str, size_ms: int | None = None) -> str:
+    """Prefix of a whole dataset (``size_ms`` None for dead letters)."""
+    if dataset == DEAD_LETTERS:
+        return f"{DEAD_LETTERS}/"
+    _check_dataset(dataset)
+    return f"{dataset}/window={duration_label(size_ms)}/"
+
+
+def window_key(dataset: str, size_ms: int, start_ms: int, task: int) -> str:
+    """The one object holding ``dataset`` rows of one window for one sink task."""
+    label = duration_label(size_ms)
+    stamp = f"{_utc(start_ms):%Y%m%dT%H%MZ}"
+    return (f"{dataset_prefix(dataset, size_ms)}{partition_path(start_ms)}/"
+            f"{dataset}-{label}-{stamp}-task{task:04d}.parquet")
+
+
+def dead_letters_key(received_ms: int, source: str, first: int, last: int, task: int) -> str:
+    """Dead letters of one flush; ``source`` must be a config-derived safe name."""
+    if not _SAFE.match(source):
+        raise ConfigError(f"source name {source!r} is not usable in a key: use letters, digits, "
+                          "'_', '.', '-' only")
+    return (f"{DEAD_LETTERS}/{partition_path(received_ms)}/"
+            f"dead_letters-{source}-{first:012d}-{last:012d}-task{task:04d}.parquet")
+
+
+def snapshot_key(kind: str, made_ms: int, sequence: int, task: int) -> str:
+    """An immutable dashboard snapshot, named by when it was made and a sequence number."""
+    if not _SAFE.match(kind):
+        raise ConfigError(f"snapshot kind {kind!r} is not a safe name")
+    return f"{LATEST_PREFIX}snapshots/{made_ms:013d}-{sequence:08d}-task{task:04d}/{kind}.json"
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in WINDOW_DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; known: {', '.join(WINDOW_DATASETS)}")
