@@ -1,0 +1,74 @@
+"""Fixtures for running components under the multi-lang driver."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.components.multilang import STREAMPARSE_RUN, ShellBolt, ShellSpout
+
+SAMPLE_RESOURCES = Path(__file__).parent / "sample_components"
+
+
+def _child_env(*, unbuffered: bool) -> dict[str, str]:
+    """This process's environment with stdout buffering chosen explicitly.
+
+    A Storm worker's environment normally has no PYTHONUNBUFFERED; a developer shell or
+    CI runner may. Tests that depend on buffering must not inherit it by accident.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def child_env():
+    """``child_env(unbuffered=True/False)`` -> an environment for a component subprocess."""
+    return _child_env
+
+
+@pytest.fixture
+def sample_resources() -> Path:
+    """The sample components' "resources" directory (the subprocess working directory)."""
+    return SAMPLE_RESOURCES
+
+
+@pytest.fixture
+def run_bolt(tmp_path):
+    """``run_bolt("sample_bolts.echo.EchoBolt", **kwargs)`` -> a started ShellBolt.
+
+    Runs from the sample resources dir with a per-bolt work dir under ``tmp_path`` (pid
+    dir and stderr log stay there for diagnosis) and is closed at teardown.
+    """
+    started: list[ShellBolt] = []
+
+    def start(script: str, **kwargs) -> ShellBolt:
+        kwargs.setdefault("cwd", SAMPLE_RESOURCES)
+        kwargs.setdefault("workdir", tmp_path / f"bolt{len(started)}")
+        bolt = ShellBolt(STREAMPARSE_RUN, script, **kwargs)
+        started.append(bolt)
+        return bolt
+
+    yield start
+    for bolt in started:
+        bolt.close()
+
+
+@pytest.fixture
+def run_spout(tmp_path):
+    """``run_spout("sample_spouts.counter.CounterSpout", **kwargs)`` -> a started ShellSpout."""
+    started: list[ShellSpout] = []
+
+    def start(script: str, **kwargs) -> ShellSpout:
+        kwargs.setdefault("cwd", SAMPLE_RESOURCES)
+        kwargs.setdefault("workdir", tmp_path / f"spout{len(started)}")
+        spout = ShellSpout(STREAMPARSE_RUN, script, **kwargs)
+        started.append(spout)
+        return spout
+
+    yield start
+    for spout in started:
+        spout.close()
