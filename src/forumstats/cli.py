@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--env", default="local", help="environment in config.json (default local)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":
             return _run(args)
@@ -42,57 +44,62 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .query import top_threads
-    from .runner import Pipeline, run_pipeline
     from .stores import open_store
+    from .topology_runner import load_topology, project_dir
 
-    settings = Settings.from_options(load_options(args.config, args.env))
-    output = args.output or settings.output
-    store = open_store(output, endpoint_url=args.endpoint_url)
-    source = _open_source(args)
-    pipeline = Pipeline(settings, store, source.name)
-    stats = _with_progress(pipeline, source, args)
-    _summary(stats, store.url, top_threads(store, 5))
+    project = project_dir()
+    config = args.config or (str(project / "config.json")
+                             if (project / "config.json").is_file() else None)
+    options = load_options(config, args.env)
+    conf = {**options, **_overrides(args)}
+    settings = Settings.from_options(conf)
+    store = open_store(settings.output, endpoint_url=args.endpoint_url)
+    topology = load_topology(project, config, args.env)
+    progress = _run_with_progress(topology, conf, args.quiet)
+    _summary(progress, store)
     return 0
 
 
-def _open_source(args: argparse.Namespace):
+def _overrides(args: argparse.Namespace) -> dict:
     from .errors import SourceError
-    from .sources import GeneratorSource, NdjsonSource
 
+    conf: dict = {"forumstats.generator.seed": args.seed}
+    if args.output:
+        conf["forumstats.output"] = args.output
+    if args.endpoint_url:
+        conf["forumstats.s3.endpoint_url"] = args.endpoint_url
     if args.source == "generator":
-        return GeneratorSource(events=args.events or 300_000, seed=args.seed)
-    if args.source.startswith("kafka://"):
-        raise SourceError("the Kafka source runs through the Storm topology runner, which is "
-                          "not built yet; use --source generator or an NDJSON file for now")
-    path = Path(args.source)
-    if not path.is_file():
-        raise SourceError(f"--source {args.source!r} is neither 'generator', a kafka:// URL, "
-                          "nor an existing NDJSON file")
-    return NdjsonSource(path, limit=args.events)
+        conf["forumstats.source"] = "generator"
+        conf["forumstats.generator.events"] = args.events or 300_000
+    elif args.source.startswith("kafka://"):
+        raise SourceError("the Kafka source in `forumstats run` is not wired yet; use "
+                          "--source generator or an NDJSON file for now")
+    else:
+        if not Path(args.source).is_file():
+            raise SourceError(f"--source {args.source!r} is neither 'generator', a kafka:// "
+                              "URL, nor an existing NDJSON file")
+        conf["forumstats.source"] = str(Path(args.source).resolve())
+        if args.events:
+            conf["forumstats.generator.events"] = args.events
+    return conf
 
 
-def _with_progress(pipeline, source, args):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _run_with_progress(topology, conf: dict, quiet: bool):
+    from rich.live import Live
 
-    from .runner import run_pipeline
+    from .topology_runner import run_topology
 
-    if args.quiet:
-        return run_pipeline(pipeline, source.batches(5_000))
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("{task.completed:,} records"), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}")]
-    total = getattr(source, "events", None) or getattr(source, "limit", None)
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("counting", total=total, status="")
+    if quiet:
+        return run_topology(topology, conf)
+    with Live(console=console, transient=True, refresh_per_second=4) as live:
+        def show(p) -> None:
+            rate = p.records_accepted / p.elapsed_s if p.elapsed_s else 0.0
+            live.update(f"[bold]counting[/] {p.records_accepted:,} events ({rate:,.0f}/s)  "
+                        f"watermark {_fmt_ts(p.watermark_ms)}  windows written "
+                        f"{p.windows_written:,}  dead letters {p.dead_letters:,}  "
+                        f"batches in flight {p.in_flight}")
 
-        def show(stats) -> None:
-            rate = stats.records / stats.elapsed_s if stats.elapsed_s else 0.0
-            progress.update(task, completed=stats.records, status=(
-                f"{rate:,.0f} ev/s  watermark {_fmt_ts(stats.watermark_ms)}  "
-                f"windows {stats.windows_written:,}  rejects {sum(stats.rejected.values()):,}"))
-
-        return run_pipeline(pipeline, source.batches(5_000), on_progress=show)
+        return run_topology(topology, conf, on_progress=show)
 
 
 def _fmt_ts(ms: int | None) -> str:
@@ -103,22 +110,25 @@ def _fmt_ts(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _summary(stats, output_url: str, top: list) -> None:
+def _summary(progress, store) -> None:
+    from .query import dataset, top_threads
+
     out = Console()
-    rate = stats.records / stats.elapsed_s if stats.elapsed_s else 0.0
-    out.print(f"[bold]forumstats[/]: {stats.records:,} records in {stats.elapsed_s:.1f} s "
-              f"({rate:,.0f}/s): {stats.accepted:,} counted, "
-              f"{sum(stats.rejected.values()):,} dead-lettered")
-    if stats.rejected:
-        out.print("  rejected: " + ", ".join(f"{r} {n:,}" for r, n in
-                                             sorted(stats.rejected.items())))
-    out.print(f"  windows written: {stats.windows_written:,} "
-              f"(restatements {stats.restatements:,})")
-    out.print(f"  output: {output_url}")
+    dead = dataset(store, "dead_letters").to_table(columns=["reason"])
+    reasons = dead.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+    rate = progress.records_accepted / progress.elapsed_s if progress.elapsed_s else 0.0
+    out.print(f"[bold]forumstats[/]: {progress.records_accepted:,} events counted in "
+              f"{progress.elapsed_s:.1f} s ({rate:,.0f}/s), {dead.num_rows:,} dead-lettered")
+    if reasons:
+        out.print("  dead letters: " + ", ".join(
+            f"{r['reason']} {r['reason_count']:,}" for r in sorted(reasons,
+                                                                   key=lambda r: r["reason"])))
+    out.print(f"  windows written: {progress.windows_written:,}")
+    out.print(f"  output: {store.url}")
     table = Table(title="top 5 threads")
     for col in ("forum", "thread", "events"):
         table.add_column(col, justify="right" if col == "events" else "left")
-    for forum, thread, count in top:
+    for forum, thread, count in top_threads(store, 5):
         table.add_row(forum, thread, f"{count:,}")
     out.print(table)
 

@@ -2,11 +2,13 @@
 
 Layout (relative to the output prefix)::
 
-    {dataset}/window={1m|1h|1d}/date=YYYY-MM-DD/hour=HH/{dataset}-{window}-{YYYYMMDDTHHMMZ}-task{NNNN}.parquet
-    dead_letters/date=YYYY-MM-DD/hour=HH/dead_letters-{source}-{first}-{last}-task{NNNN}.parquet
+    {dataset}/window={1m|1h|1d}/date=YYYY-MM-DD/hour=HH/{dataset}-{window}-{YYYYMMDDTHHMMZ}-part{NNNN}.parquet
+    dead_letters/date=YYYY-MM-DD/hour=HH/dead_letters-{source}-{first}-{last}-{origin}.parquet
     latest/manifest.json and latest/snapshots/...
 
-Every part of a key comes from time or configuration (window size, task index), never from an
+``part`` is the key bucket (forums are spread over buckets by a stable hash; each bucket is
+counted and written by exactly one task), so each (window, forum) lives in one object.
+Every part of a key comes from time or configuration (window size, bucket), never from an
 event field, so no forum or thread name can shape a path.
 """
 
@@ -42,21 +44,24 @@ def dataset_prefix(dataset: str, size_ms: int | None = None) -> str:
     return f"{dataset}/window={duration_label(size_ms)}/"
 
 
-def window_key(dataset: str, size_ms: int, start_ms: int, task: int) -> str:
-    """The one object holding ``dataset`` rows of one window for one sink task."""
+def window_key(dataset: str, size_ms: int, start_ms: int, part: int) -> str:
+    """The one object holding ``dataset`` rows of one window for one key bucket (``part``)."""
     label = duration_label(size_ms)
     stamp = f"{_utc(start_ms):%Y%m%dT%H%MZ}"
     return (f"{dataset_prefix(dataset, size_ms)}{partition_path(start_ms)}/"
-            f"{dataset}-{label}-{stamp}-task{task:04d}.parquet")
+            f"{dataset}-{label}-{stamp}-part{part:04d}.parquet")
 
 
-def dead_letters_key(received_ms: int, source: str, first: int, last: int, task: int) -> str:
-    """Dead letters of one flush; ``source`` must be a config-derived safe name."""
-    if not _SAFE.match(source):
-        raise ConfigError(f"source name {source!r} is not usable in a key: use letters, digits, "
-                          "'_', '.', '-' only")
-    return (f"{DEAD_LETTERS}/{partition_path(received_ms)}/"
-            f"dead_letters-{source}-{first:012d}-{last:012d}-task{task:04d}.parquet")
+def dead_letters_key(source_ms: int, source: str, first: int, last: int, origin: str) -> str:
+    """Dead letters of one input range [first, last] found by one ``origin`` (the spout, or a
+    counting bucket for too-late events). ``source_ms`` must not change on a replay (the
+    source's own record timestamp), so a replay rewrites the same object."""
+    for name in (source, origin):
+        if not _SAFE.match(name):
+            raise ConfigError(f"name {name!r} is not usable in a key: use letters, digits, "
+                              "'_', '.', '-' only")
+    return (f"{DEAD_LETTERS}/{partition_path(source_ms)}/"
+            f"dead_letters-{source}-{first:012d}-{last:012d}-{origin}.parquet")
 
 
 def snapshot_key(kind: str, made_ms: int, sequence: int, task: int) -> str:
@@ -69,3 +74,15 @@ def snapshot_key(kind: str, made_ms: int, sequence: int, task: int) -> str:
 def _check_dataset(dataset: str) -> None:
     if dataset not in WINDOW_DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; known: {', '.join(WINDOW_DATASETS)}")
+
+
+def state_key(name: str, part: int) -> str:
+    """Small bookkeeping objects of the writers (not a dataset; readers ignore ``_state/``)."""
+    if not _SAFE.match(name):
+        raise ConfigError(f"state name {name!r} is not a safe name")
+    return f"_state/{name}-part{part:04d}.json"
+
+
+def window_prefix(dataset: str, size_ms: int, start_ms: int) -> str:
+    """Prefix holding the objects of windows of ``size_ms`` in the hour of ``start_ms``."""
+    return f"{dataset_prefix(dataset, size_ms)}{partition_path(start_ms)}/"

@@ -61,6 +61,8 @@ class Settings:
     flush_interval_ms: int = 5_000
     snapshot_grace_ms: int = 120_000
     output: str = "output"
+    buckets: int = 4  # key buckets: count/sink parallelism unit and output file "part"
+    source: str = "kafka"  # kafka | generator | PATH.ndjson (the local runner sets this)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
@@ -84,6 +86,8 @@ class Settings:
             "flush_interval": lambda v: top_kw.__setitem__("flush_interval_ms", parse_duration(v)),
             "snapshot_grace": lambda v: top_kw.__setitem__("snapshot_grace_ms", parse_duration(v)),
             "output": lambda v: top_kw.__setitem__("output", str(v)),
+            "buckets": lambda v: top_kw.__setitem__("buckets", int(v)),
+            "source": lambda v: top_kw.__setitem__("source", str(v)),
         }
         for key, value in opts.items():
             handler = handlers.get(key)

@@ -21,11 +21,12 @@ class SinkStats:
 
 
 class WindowSink:
-    """One sink task's writer. Keys are deterministic, so a rewrite replaces an object."""
+    """Writes one key bucket's (``part``) objects. Keys are deterministic, so a rewrite replaces
+    an object instead of adding one."""
 
-    def __init__(self, store: Store, task: int = 0) -> None:
+    def __init__(self, store: Store, part: int = 0) -> None:
         self.store = store
-        self.task = task
+        self.part = part
         self.stats = SinkStats()
 
     def write_windows(self, results: Iterable[WindowResult],
@@ -33,19 +34,18 @@ class WindowSink:
         for result in results:
             for dataset, data in encode_window(result, offsets).items():
                 self.store.put(keys.window_key(dataset, result.size_ms, result.start_ms,
-                                               self.task), data)
+                                               self.part), data)
                 self.stats.objects_written += 1
             self.stats.windows_written += 1
             if result.revision > 1:
                 self.stats.restatements += 1
 
-    def write_dead_letters(self, records: list[DeadLetter]) -> None:
+    def write_dead_letters(self, records: list[DeadLetter], *, source: str, first: int,
+                           last: int, origin: str, source_ms: int) -> None:
+        """Dead letters of the input range [first, last]; one object per range and origin."""
         if not records:
             return
-        first = min(r.offset or 0 for r in records)
-        last = max(r.offset or 0 for r in records)
-        key = keys.dead_letters_key(records[0].received_ms, records[0].source, first, last,
-                                    self.task)
+        key = keys.dead_letters_key(source_ms, source, first, last, origin)
         self.store.put(key, encode_table(dead_letters_table(records)))
         self.stats.objects_written += 1
         self.stats.dead_letters_written += len(records)

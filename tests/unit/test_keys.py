@@ -11,7 +11,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 def test_window_key_layout():
     key = keys.window_key("thread_counts", 60_000, T0 + 13 * 3_600_000 + 5 * 60_000, 3)
     assert key == ("thread_counts/window=1m/date=2026-01-01/hour=13/"
-                   "thread_counts-1m-20260101T1305Z-task0003.parquet")
+                   "thread_counts-1m-20260101T1305Z-part0003.parquet")
 
 
 def test_daily_and_hourly_keys_are_partitioned_by_their_start():
@@ -31,13 +31,15 @@ def test_same_window_same_task_same_key_so_rewrites_replace():
 @pytest.mark.parametrize("source", ["../x", "a/b", "%2F", "a\x00b", "x" * 65, "forüm", ""])
 def test_hostile_source_names_cannot_shape_dead_letter_keys(source):
     with pytest.raises(ConfigError):
-        keys.dead_letters_key(T0, source, 0, 1, 0)
+        keys.dead_letters_key(T0, source, 0, 1, "spout")
+    with pytest.raises(ConfigError):
+        keys.dead_letters_key(T0, "kafka-0", 0, 1, source)
 
 
 def test_keys_use_only_safe_characters():
     safe = re.compile(r"^[A-Za-z0-9_=./-]+$")
     for key in (keys.window_key("thread_counts", 60_000, T0, 0),
-                keys.dead_letters_key(T0, "kafka", 5, 9, 1),
+                keys.dead_letters_key(T0, "events-3", 5, 9, "late2"),
                 keys.snapshot_key("totals", T0, 4, 0)):
         assert safe.match(key) and ".." not in key and not key.startswith("/")
 

@@ -1,0 +1,80 @@
+"""Runs slow store writes off a component's protocol loop.
+
+Storm kills a multi-lang subprocess that stays silent past its heartbeat timeout, so a bolt
+must never block on S3. Jobs run on one thread in submission order; a job submitted for a key
+already waiting replaces the waiting one (the newer content includes the older), and the
+callers' tokens of both are reported done together. Failures are retried with capped
+exponential backoff forever: while the store is down nothing is acked, so Storm's
+max-spout-pending holds the spout back. The owner collects finished tokens with ``done()``
+from its own thread (acks must come from the protocol thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWriter:
+    def __init__(self, write: Callable[[Any], None], *, backoff_s: float = 0.5,
+                 backoff_cap_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._write = write
+        self._backoff = (backoff_s, backoff_cap_s)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._waiting: dict[Hashable, tuple[Any, list]] = {}
+        self._order: queue.Queue = queue.Queue()
+        self._done: list = []
+        self.failures = 0
+        self._thread = threading.Thread(target=self._loop, name="forumstats-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, key: Hashable, job: Any, token: Any) -> None:
+        with self._lock:
+            if key in self._waiting:
+                _old, tokens = self._waiting[key]
+                self._waiting[key] = (job, tokens + [token])
+                return
+            self._waiting[key] = (job, [token])
+        self._order.put(key)
+
+    def done(self) -> list:
+        """Tokens whose jobs are durably written, oldest first."""
+        with self._lock:
+            finished, self._done = self._done, []
+        return finished
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def _loop(self) -> None:
+        while True:
+            key = self._order.get()
+            with self._lock:
+                job, tokens = self._waiting.pop(key)
+            self._run(job)
+            with self._lock:
+                self._done.extend(tokens)
+
+    def _run(self, job: Any) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._write(job)
+                if attempt:
+                    log.warning("store write succeeded after %d failed attempts", attempt)
+                return
+            except Exception as exc:  # noqa: BLE001 - keep retrying; the tuples stay un-acked
+                attempt += 1
+                self.failures += 1
+                delay = min(self._backoff[1], self._backoff[0] * 2 ** (attempt - 1))
+                log.warning("store write failed (attempt %d, retrying in %.1f s): %s",
+                            attempt, delay, exc)
+                self._sleep(delay)

@@ -1,0 +1,124 @@
+"""Per-bucket counting state of the WindowCountBolt, with Storm's ack bookkeeping (pure).
+
+Each input is a batch's partial counts for one key bucket, identified by its source
+(topic-partition) and offset range. Exactness rules:
+
+* A range already folded into a window is not counted again (a replay after a failure or a
+  timeout); the replayed tuple instead waits for that window's next write, so the window is
+  written again (same content, same key) before the replay is acked.
+* An input is acked only after every window it touched has been emitted for writing, and the
+  emission is anchored to it, so the Storm tuple tree completes only when the file is written.
+* Rows for a window past its allowed lateness are returned as too late, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from .engine import WindowEngine, WindowResult
+from .settings import WindowSettings
+from .watermarks import POS_INF
+
+Range = tuple[int, int]
+END_OF_INPUT = 2**62  # max_ts of the marker a bounded source sends when it is exhausted
+
+
+@dataclass(frozen=True)
+class Emission:
+    result: WindowResult
+    offsets: dict[str, list[Range]]
+    anchors: list[str]
+    watermark: int
+
+
+@dataclass
+class AddOutcome:
+    too_late: list[list] = field(default_factory=list)  # rows [start, forum, thread, type, n]
+    ack_now: bool = False
+    replayed: bool = False
+
+
+class BucketCounter:
+    """Level-0 windows of one key bucket; rollups are built downstream from written files."""
+
+    def __init__(self, settings: WindowSettings) -> None:
+        self.engine = WindowEngine(replace(settings, rollup_sizes_ms=()), rolling=False)
+        self.size_ms = settings.size_ms
+        self.lateness = settings.allowed_lateness_ms
+        self._folded: dict[int, dict[str, set[Range]]] = {}
+        self._waiting: dict[int, list[str]] = {}
+        self._remaining: dict[str, int] = {}
+        self._emitted: dict[int, WindowResult] = {}
+        self._rewrite: set[int] = set()
+
+    def add(self, tuple_id: str, source: str, first: int, last: int, max_ts: int | None,
+            rows: Iterable[list], now_ms: int) -> AddOutcome:
+        if max_ts is not None and max_ts >= END_OF_INPUT:
+            self.engine.watermarks.end(source)
+            return AddOutcome(ack_now=True)
+        self.engine.watermarks.observe(source, max_ts, now_ms)
+        out = AddOutcome()
+        cutoff = self.engine.late_cutoff()
+        span = (first, last)
+        by_window: dict[int, dict] = {}
+        for start, forum, thread, kind, n in rows:
+            by_window.setdefault(start, {})[(start, forum, thread, kind)] = n
+        touched = 0
+        for start, partial in by_window.items():
+            folded = self._folded.get(start, {}).get(source)
+            if folded is not None and span in folded:  # a replay: never count twice
+                out.replayed = True
+                if start in self._emitted:
+                    self._rewrite.add(start)
+            elif start <= cutoff:
+                out.too_late.extend([*key, n] for key, n in partial.items())
+                continue
+            else:
+                self._folded.setdefault(start, {}).setdefault(source, set()).add(span)
+                self.engine.add_partial(partial)
+            self._waiting.setdefault(start, []).append(tuple_id)
+            touched += 1
+        if touched:
+            self._remaining[tuple_id] = touched
+        else:
+            out.ack_now = True
+        return out
+
+    def advance(self, now_ms: int) -> tuple[list[Emission], list[str]]:
+        """Windows to write now (final, restated, or re-written for a replay) and the input
+        tuple ids that may be acked once those emissions are anchored to them."""
+        results = self.engine.advance(now_ms)
+        watermark = self.engine.watermark
+        emissions = []
+        for result in results:
+            self._emitted[result.start_ms] = result
+            self._rewrite.discard(result.start_ms)
+            emissions.append(self._emission(result, watermark))
+        for start in sorted(self._rewrite):
+            emissions.append(self._emission(self._emitted[start], watermark))
+        self._rewrite.clear()
+        acks = []
+        for emission in emissions:
+            for tuple_id in emission.anchors:
+                self._remaining[tuple_id] -= 1
+                if self._remaining[tuple_id] == 0:
+                    del self._remaining[tuple_id]
+                    acks.append(tuple_id)
+        self._purge(watermark)
+        return emissions, acks
+
+    def _emission(self, result: WindowResult, watermark: int) -> Emission:
+        start = result.start_ms
+        offsets = {src: sorted(spans) for src, spans in sorted(self._folded.get(start, {}).items())}
+        return Emission(result, offsets, self._waiting.pop(start, []), watermark)
+
+    def _purge(self, watermark: int) -> None:
+        if watermark >= POS_INF:
+            return  # every input ended: keep what was folded, so a late replay is recognised
+        for start in [s for s in self._folded if s + self.size_ms + self.lateness <= watermark]:
+            self._folded.pop(start, None)
+            self._emitted.pop(start, None)
+
+    def held_tuples(self) -> int:
+        return len(self._remaining)

@@ -1,0 +1,109 @@
+"""The generator and NDJSON sources behind the same batch interface as KafkaBatchSource.
+
+So the spout runs unchanged on a laptop: one pseudo-partition, offsets = record numbers,
+batches cut at multiples of ``batch_size`` (as on Kafka), failed batches handed out again with
+the same id and records, acked batches forgotten. ``received`` timestamps are the run's start.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from .kafka_source import RawBatch
+from .sources import GeneratorSource, NdjsonSource
+
+
+class LocalBatchSource:
+    def __init__(self, source: GeneratorSource | NdjsonSource, *, batch_size: int,
+                 max_in_flight: int, started_ms: int) -> None:
+        self.topic = source.name
+        self.partition = 0
+        self._records: Iterator[tuple[bytes, int]] = (
+            item for batch in source.batches(batch_size) for item in batch)
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        self._started_ms = started_ms
+        self._in_flight: dict[str, RawBatch] = {}
+        self._replay: deque[RawBatch] = deque()
+        self._acked: dict[int, int] = {}  # acked batches above the prefix: first -> end
+        self._committed = 0
+        self._next_first = 0
+        self._exhausted = False
+        self._lookahead: tuple[bytes, int] | None = None
+
+    def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list[RawBatch]:
+        if self._replay:
+            return [self._replay.popleft()]
+        if self._exhausted or len(self._in_flight) >= self._max_in_flight:
+            return []
+        batch = self._cut()
+        return [batch] if batch else []
+
+    def _cut(self) -> RawBatch | None:
+        first = self._next_first
+        end = first - first % self._batch_size + self._batch_size
+        records = []
+        while True:
+            item = self._lookahead or next(self._records, None)
+            self._lookahead = None
+            if item is None:
+                self._exhausted = True
+                break
+            raw, pos = item
+            if pos >= end:
+                self._lookahead = item
+                break
+            records.append((pos, raw, self._started_ms))
+        if not records and self._exhausted:
+            return None
+        # Blank NDJSON lines have no record, but the batch still spans up to the cut.
+        last = records[-1][0] if self._exhausted else end - 1
+        self._next_first = last + 1
+        batch = RawBatch(self.topic, self.partition, first, last, records,
+                         f"{self.topic}:{self.partition}:{first}-{last}")
+        self._in_flight[batch.batch_id] = batch
+        return batch
+
+    def ack(self, batch_id: str) -> bool:
+        batch = self._in_flight.pop(batch_id, None)
+        if batch is None:
+            return False
+        self._acked[batch.first_offset] = batch.last_offset + 1
+        while self._committed in self._acked:
+            self._committed = self._acked.pop(self._committed)
+        return True
+
+    def fail(self, batch_id: str) -> bool:
+        batch = self._in_flight.get(batch_id)
+        if batch is None:
+            return False
+        self._replay.append(RawBatch(batch.topic, batch.partition, batch.first_offset,
+                                     batch.last_offset, batch.records, batch.batch_id,
+                                     batch.attempt + 1))
+        self._in_flight[batch_id] = self._replay[-1]
+        return True
+
+    def commit(self) -> bool:
+        return True  # nothing durable to commit to: a local run starts from the beginning
+
+    def note_event_time(self, tp, max_ts_ms: int) -> None:
+        pass  # one partition: nothing to pace against
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def exhausted(self) -> bool:
+        """Every record has been read and cut into a batch (some may still be in flight)."""
+        return self._exhausted and not self._replay
+
+    def finished(self) -> bool:
+        """Everything read and every batch acked."""
+        return self._exhausted and not self._in_flight and not self._replay
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        return {(self.topic, self.partition): self._committed}
+
+    def close(self, commit: bool = True) -> None:
+        pass

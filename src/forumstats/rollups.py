@@ -1,0 +1,117 @@
+"""Hourly and daily rollups rebuilt from the written files of the level below.
+
+Built from what is durably written (not from memory), so a crash of any task cannot lose or
+double a rollup: a rollup object is always the sum of the finer objects of its bucket. A small
+checkpoint object per bucket (``_state/rollups-partNNNN.json``) remembers up to where rollups are
+complete, so a restarted sink catches up with every period the watermark passed meanwhile.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import pairwise
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import keys
+from .engine import WindowResult
+from .parquet import read_metadata
+from .sink import WindowSink
+from .stores import Store, StoreNotFound
+
+
+class StoreRollups:
+    def __init__(self, store: Store, part: int, base_ms: int, sizes_ms: tuple[int, ...]) -> None:
+        self.store = store
+        self.part = part
+        self.levels = (base_ms, *sizes_ms)
+        self.sink = WindowSink(store, part)
+        self._state_key = keys.state_key("rollups", part)
+        self._through = self._load()  # per rollup size: periods ending at or before are built
+        self._latest_start: int | None = None  # latest base window written by this process
+
+    def on_written(self, size_ms: int, start_ms: int) -> None:
+        """A window of ``size_ms`` was (re)written: rebuild the periods above it that are
+        already complete."""
+        if size_ms == self.levels[0]:
+            self._latest_start = max(self._latest_start or start_ms, start_ms)
+        for lower, upper in pairwise(self.levels):
+            if lower != size_ms:
+                continue
+            period = start_ms - start_ms % upper
+            if period + upper <= self._through.get(upper, -1):
+                self._build(upper, period)
+                size_ms, start_ms = upper, period
+
+    def advance(self, watermark: int) -> None:
+        """Build every period of every rollup level that the watermark completed."""
+        changed = False
+        for lower, upper in pairwise(self.levels):
+            through = self._through.get(upper)
+            target = watermark - watermark % upper  # periods ending at or before are complete
+            if through is None:
+                through = self._first_written(lower, target, upper)
+            period = through
+            # Periods after the latest written data are empty: an end-of-input watermark
+            # (+infinity) must not walk through them.
+            last = self._latest_start if self._latest_start is not None else target
+            while period + upper <= target and period <= last:
+                self._build(upper, period)
+                period += upper
+            if self._through.get(upper) != target:
+                self._through[upper] = target
+                changed = True
+        if changed:
+            self.store.put(self._state_key, orjson.dumps(
+                {str(k): v for k, v in self._through.items()}), "application/json")
+
+    def _build(self, size_ms: int, start_ms: int) -> None:
+        lower = self.levels[self.levels.index(size_ms) - 1]
+        tables, revision = [], 0
+        for key in self._part_keys("thread_counts", lower, start_ms, size_ms):
+            data = self.store.get(key)
+            tables.append(pq.read_table(io.BytesIO(data), columns=["forum", "thread", "type",
+                                                                    "count"]))
+            revision += int(read_metadata(data).get("revision", 1))
+        if not tables:
+            return
+        table = pa.concat_tables(tables).group_by(["forum", "thread", "type"]).aggregate(
+            [("count", "sum")])
+        counts = dict(zip(zip(table["forum"].to_pylist(), table["thread"].to_pylist(),
+                              table["type"].to_pylist(), strict=True),
+                          table["count_sum"].to_pylist(), strict=True))
+        self.sink.write_windows([WindowResult(size_ms, start_ms, revision, True, counts)])
+
+    def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
+        suffix = f"-part{self.part:04d}.parquet"
+        found = []
+        for hour in range(start_ms, start_ms + size_ms, max(lower, 3_600_000)):
+            prefix = keys.window_prefix(dataset, lower, hour)
+            found += [k for k in self.store.list(prefix) if k.endswith(suffix)]
+        return found
+
+    def _first_written(self, lower: int, target: int, upper: int) -> int:
+        """Without a checkpoint, start at the earliest period holding a finer object."""
+        prefix = keys.dataset_prefix("thread_counts", lower)
+        suffix = f"-part{self.part:04d}.parquet"
+        for key in self.store.list(prefix):
+            if key.endswith(suffix):
+                start = _start_from_key(key)
+                return start - start % upper
+        return target
+
+    def _load(self) -> dict[int, int]:
+        try:
+            return {int(k): v for k, v in orjson.loads(self.store.get(self._state_key)).items()}
+        except StoreNotFound:
+            return {}
+
+
+def _start_from_key(key: str) -> int:
+    from datetime import datetime, timezone
+
+    stamp = key.rsplit("/", 1)[-1].split("-")[2]  # thread_counts-1m-20260101T1305Z-part0000
+    moment = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,116 @@
+"""KafkaEventSpout: Kafka micro-batches -> per-bucket partial counts, acked batch by batch.
+
+Thin: reading, cutting and committing is forumstats.kafka_source; validation and
+pre-aggregation is forumstats.batching. Each batch becomes one tuple per key bucket (every
+bucket hears of every batch, so each counting task learns each partition's event-time progress)
+plus one dead-letter tuple if the batch had bad records. The batch is acked to Kafka when all
+of its tuples are acked, and failed (replayed whole, same cut) when any of them fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from streamparse import Spout, Stream
+
+from forumstats.batch_sources import open_batch_source
+from forumstats.batching import prepare_batch
+from forumstats.counting import END_OF_INPUT
+from forumstats.settings import Settings
+from forumstats.stdio_guard import protect_protocol_stream
+
+BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows"]
+DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
+COMMIT_EVERY_S = 1.0
+
+
+class KafkaEventSpout(Spout):
+    outputs = [Stream(fields=BATCH_FIELDS, name="batches"),
+               Stream(fields=DEAD_FIELDS, name="dead_letters")]
+
+    def initialize(self, storm_conf, context):
+        protect_protocol_stream()
+        self.settings = Settings.from_options(storm_conf)
+        self.source = open_batch_source(self.settings, storm_conf)
+        self.poll_records = int(storm_conf.get("forumstats.kafka.poll_records", 5000))
+        self.pending: dict[str, set[str]] = {}  # batch id -> tuple ids not yet acked
+        self.emitted_events = 0
+        self.end_sent = False
+        self._last_commit = time.monotonic()
+
+    def next_tuple(self):
+        for batch in self.source.poll(max_records=self.poll_records, timeout_ms=0):
+            self._emit_batch(batch)
+        if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
+            self._emit_end_of_input()
+        now = time.monotonic()
+        if now - self._last_commit >= COMMIT_EVERY_S:
+            self.source.commit()
+            self._last_commit = now
+
+    def _emit_batch(self, batch) -> None:
+        name = f"{batch.topic}-{batch.partition}"
+        prepared = prepare_batch(
+            ((offset, raw) for offset, raw, _ts in batch.records),
+            contract=self.settings.contract, size_ms=self.settings.windows.size_ms,
+            buckets=self.settings.buckets, source=_source_kind(self.settings),
+            topic=batch.topic if self.settings.source == "kafka" else None,
+            partition=batch.partition if self.settings.source == "kafka" else None,
+            received_ms=int(time.time() * 1000))
+        if prepared.max_ts is not None:
+            self.source.note_event_time(batch.key, prepared.max_ts)
+        prefix = f"{batch.batch_id}|{batch.attempt}"
+        ids = set()
+        for bucket in range(self.settings.buckets):
+            tup_id = f"{prefix}|{bucket}"
+            ids.add(tup_id)
+            self.emit([bucket, name, batch.first_offset, batch.last_offset, prepared.max_ts,
+                       prepared.rows_by_bucket.get(bucket, [])], tup_id=tup_id, stream="batches")
+        if prepared.dead:
+            tup_id = f"{prefix}|dead"
+            ids.add(tup_id)
+            first_ts = batch.records[0][2] if batch.records else 0
+            self.emit([name, batch.first_offset, batch.last_offset, "spout",
+                       [_dead_json(d, first_ts) for d in prepared.dead]],
+                      tup_id=tup_id, stream="dead_letters")
+        self.pending[batch.batch_id] = ids
+        self.emitted_events += prepared.accepted
+
+    def _emit_end_of_input(self) -> None:
+        """A bounded source is exhausted: tell every bucket, so all windows close."""
+        name = f"{self.source.topic}-{self.source.partition}"
+        for bucket in range(self.settings.buckets):
+            self.emit([bucket, name, -1, -1, END_OF_INPUT, []], stream="batches")
+        self.end_sent = True
+
+    def ack(self, tup_id):
+        batch_id = tup_id.split("|", 1)[0]
+        ids = self.pending.get(batch_id)
+        if ids is None or tup_id not in ids:
+            return  # a tuple of an earlier attempt, already failed and replayed
+        ids.discard(tup_id)
+        if not ids:
+            del self.pending[batch_id]
+            self.source.ack(batch_id)
+
+    def fail(self, tup_id):
+        batch_id = tup_id.split("|", 1)[0]
+        ids = self.pending.get(batch_id)
+        if ids is None or tup_id not in ids:
+            return
+        del self.pending[batch_id]
+        self.source.fail(batch_id)
+
+    def deactivate(self):
+        self.source.commit()
+
+
+def _source_kind(settings: Settings) -> str:
+    return settings.source if settings.source in ("kafka", "generator") else "file"
+
+
+def _dead_json(d, source_ts: int) -> list:
+    """A dead letter as JSON-safe values; the raw bytes travel as base64."""
+    return [d.reason, d.detail, base64.b64encode(d.raw).decode("ascii"), d.source, d.topic,
+            d.partition, d.offset, d.received_ms, source_ts]
