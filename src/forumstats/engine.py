@@ -6,6 +6,21 @@ A window is final once the watermark reaches its end; until the watermark reache
 end + allowed lateness it may still change, and every change is emitted again with a higher
 revision. After that it is forgotten and anything for it is too late.
 No clock reads: wall-clock time is passed in and only feeds the WatermarkTracker's idleness.
+
+Levels: the base size plus the rollup sizes, ascending; each rollup is built from the largest
+smaller level whose size divides it (``forumstats.windows.level_plan``).
+
+Alongside the counts the engine keeps, on the same watermark (all additive, optional to use):
+
+- ``engine.rolling``: ``forumstats.rolling.RollingTotals`` over the last 5 minutes, hour and
+  24 hours, fed with every base window as it becomes final or is restated, moved to the
+  watermark by ``advance``. Query with ``engine.rolling_totals(period_ms)`` and
+  ``engine.trending(k)`` (top-K threads per forum over the last hour, exact counts).
+- ``engine.distinct``: ``forumstats.distinct.DistinctTracker`` (HLL distinct users per
+  (window, forum, thread) and (window, forum), same finality, lateness and rollups). Feed it
+  with ``engine.add_users(users)`` (from ``windows.preaggregate_with_users``); ``advance``
+  drives it too, and ``engine.drain_distinct()`` returns the ``DistinctResult``s emitted
+  since the last call (``engine.distinct_partials()`` for early results).
 """
 
 from __future__ import annotations
@@ -13,9 +28,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .distinct import DEFAULT_LG_K, DistinctResult, DistinctTracker
+from .rolling import DEFAULT_COARSE_MS, RollingSnapshot, RollingTotals
 from .settings import WindowSettings
-from .watermarks import NEG_INF, WatermarkTracker
-from .windows import PartialKey
+from .trending import TrendingSnapshot, trending
+from .watermarks import WatermarkTracker
+from .windows import PartialKey, UserKey, level_plan
 
 # A count key inside one window: (forum, thread, type).
 CountKey = tuple[str, str, str]
@@ -55,32 +73,80 @@ class _Level:
         window.counts[key] = window.counts.get(key, 0) + n
         window.changed[key] = window.changed.get(key, 0) + n
 
+    def add_many(self, start: int, delta: Mapping[CountKey, int]) -> None:
+        """``add`` for every key of ``delta`` (one window lookup, local lookups: hot path)."""
+        window = self.windows.get(start)
+        if window is None:
+            window = self.windows[start] = _Window()
+        counts, changed = window.counts, window.changed
+        counts_get, changed_get = counts.get, changed.get
+        for key, n in delta.items():
+            counts[key] = counts_get(key, 0) + n
+            changed[key] = changed_get(key, 0) + n
+
     def state_size(self) -> int:
         return sum(len(w.counts) for w in self.windows.values())
 
 
 class WindowEngine:
-    def __init__(self, settings: WindowSettings) -> None:
+    """Counts, rollups, rolling totals and distinct users of event-time windows.
+
+    ``rolling=False`` switches the rolling totals off (nothing is kept for them);
+    ``lg_k`` is the HLL precision of the distinct-user sketches.
+    """
+
+    def __init__(self, settings: WindowSettings, *, rolling: bool = True,
+                 lg_k: int = DEFAULT_LG_K) -> None:
         self.settings = settings
         self.size_ms = settings.size_ms
         self.lateness = settings.allowed_lateness_ms
-        self.levels = [_Level(settings.size_ms)] + [_Level(s) for s in settings.rollup_sizes_ms]
+        sizes, sources = level_plan(settings.size_ms, settings.rollup_sizes_ms)
+        self.levels = [_Level(s) for s in sizes]
+        # _dependents[i]: the levels built from level i's emissions
+        self._dependents: list[list[_Level]] = [[] for _ in sizes]
+        for index, source in enumerate(sources):
+            if source is not None:
+                self._dependents[source].append(self.levels[index])
         self.watermarks = WatermarkTracker(settings.out_of_orderness_ms, settings.idle_timeout_ms)
         self.too_late_count = 0
+        self.rolling: RollingTotals | None = None
+        if rolling:
+            coarse = max(self.size_ms, DEFAULT_COARSE_MS // self.size_ms * self.size_ms)
+            self.rolling = RollingTotals(self.size_ms, coarse,
+                                         allowed_lateness_ms=self.lateness)
+        self.distinct = DistinctTracker.from_settings(settings, lg_k)
+        self._distinct_out: list[DistinctResult] = []
 
     # -- input ---------------------------------------------------------------------------
     def add_partial(self, partial: Mapping[PartialKey, int]) -> dict[PartialKey, int]:
         """Add partial counts; returns the part that was too late (and so was not counted)."""
-        level = self.levels[0]
+        windows = self.levels[0].windows
         too_late: dict[PartialKey, int] = {}
         cutoff = self.late_cutoff()
+        last_start = None
+        counts: dict[CountKey, int] = {}
+        changed: dict[CountKey, int] = {}
         for (start, forum, thread, kind), n in partial.items():
-            if start <= cutoff:
-                too_late[(start, forum, thread, kind)] = n
-                self.too_late_count += n
-            else:
-                level.add(start, (forum, thread, kind), n)
+            if start != last_start:  # partial keys mostly come grouped by window
+                if start <= cutoff:
+                    too_late[(start, forum, thread, kind)] = n
+                    self.too_late_count += n
+                    continue
+                window = windows.get(start)
+                if window is None:
+                    window = windows[start] = _Window()
+                counts, changed = window.counts, window.changed
+                last_start = start
+            key = (forum, thread, kind)
+            counts[key] = counts.get(key, 0) + n
+            changed[key] = changed.get(key, 0) + n
         return too_late
+
+    def add_users(self, users: Mapping[UserKey, Iterable[str]]) -> dict[UserKey, list[str]]:
+        """Add distinct users per (window start, forum, thread), as returned by
+        ``windows.preaggregate_with_users``; returns the too-late part (same cutoff as
+        ``add_partial``, so users of a too-late event are never counted either)."""
+        return self.distinct.add_users(users, self.late_cutoff())
 
     def late_cutoff(self) -> int:
         """Level-0 windows starting at or before this are closed for good (too late)."""
@@ -92,8 +158,9 @@ class WindowEngine:
         after being final (restatements), lowest level first, oldest first."""
         watermark = self.watermarks.watermark(now_ms)
         results: list[WindowResult] = []
+        rolling = self.rolling
         for index, level in enumerate(self.levels):
-            parent = self.levels[index + 1] if index + 1 < len(self.levels) else None
+            parents = self._dependents[index]
             for start in sorted(level.windows):
                 end = start + level.size_ms
                 if end > watermark:
@@ -103,42 +170,78 @@ class WindowEngine:
                     window.revision += 1
                     results.append(WindowResult(level.size_ms, start, window.revision, True,
                                                 dict(window.counts)))
-                    if parent is not None:
-                        parent_start = start - start % parent.size_ms
-                        for key, n in window.changed.items():
-                            parent.add(parent_start, key, n)
+                    for parent in parents:
+                        parent.add_many(start - start % parent.size_ms, window.changed)
+                    if index == 0 and rolling is not None:
+                        rolling.add(start, window.changed)
                     window.changed = {}
                 if end + self.lateness <= watermark:
                     del level.windows[start]
+        if rolling is not None:
+            rolling.advance(watermark)
+        self._distinct_out.extend(self.distinct.advance(watermark))
         return results
+
+    def drain_distinct(self) -> list[DistinctResult]:
+        """Distinct-user windows that became final or were restated by the ``advance`` calls
+        since the last drain (lowest level first, oldest first within one advance)."""
+        out, self._distinct_out = self._distinct_out, []
+        return out
+
+    def distinct_partials(self) -> list[DistinctResult]:
+        """Early distinct-user results of every window not yet final."""
+        return self.distinct.partials()
+
+    def rolling_totals(self, period_ms: int) -> RollingSnapshot:
+        """Totals over the last ``period_ms`` (300_000, 3_600_000 or 86_400_000) of final
+        windows at the watermark; see ``forumstats.rolling`` for exactly what is covered."""
+        if self.rolling is None:
+            raise ValueError("rolling totals are off for this engine (rolling=False)")
+        return self.rolling.totals(period_ms)
+
+    def trending(self, k: int | None = None, types: Iterable[str] | None = None
+                 ) -> TrendingSnapshot:
+        """Top-K threads per forum over the last hour, exact counts (K from settings.top_k)."""
+        if self.rolling is None:
+            raise ValueError("trending needs rolling totals, which are off (rolling=False)")
+        return trending(self.rolling, self.settings.top_k if k is None else k,
+                        types=None if types is None else tuple(types))
 
     def partials(self) -> list[WindowResult]:
         """Early results: every window not yet final, with its counts so far. A rollup's
         partial includes what its lower-level windows hold but have not yet handed up."""
         watermark = self.watermarks.current
         results: list[WindowResult] = []
-        carry: dict[int, dict[CountKey, int]] = {}
+        carries: dict[int, dict[int, dict[CountKey, int]]] = {}
         for index, level in enumerate(self.levels):
-            parent = self.levels[index + 1] if index + 1 < len(self.levels) else None
-            next_carry: dict[int, dict[CountKey, int]] = {}
+            carry = carries.get(index, {})
             for start in sorted(set(level.windows) | set(carry)):
                 window = level.windows.get(start) or _Window()
                 incoming = carry.get(start, {})
                 if start + level.size_ms > watermark:
                     results.append(WindowResult(level.size_ms, start, window.revision, False,
                                                 _merged(window.counts, incoming)))
-                if parent is not None:
-                    bucket = next_carry.setdefault(start - start % parent.size_ms, {})
+                for parent in self._dependents[index]:
+                    target = carries.setdefault(self.levels.index(parent), {})
+                    bucket = target.setdefault(start - start % parent.size_ms, {})
                     for source in (window.changed, incoming):
                         for key, n in source.items():
                             bucket[key] = bucket.get(key, 0) + n
-            carry = next_carry
         return results
 
     # -- introspection -------------------------------------------------------------------
     def state_size(self) -> int:
-        """Number of (window, key) counters held: bounded by open windows x active keys."""
-        return sum(level.state_size() for level in self.levels)
+        """Number of (window, key) counters and sketches held, rolling totals included:
+        bounded by open windows x active keys (see ``state_breakdown``)."""
+        return sum(self.state_breakdown().values())
+
+    def state_breakdown(self) -> dict[str, int]:
+        """State size per part: window counters, rolling-total counters, HLL sketches."""
+        return {
+            "windows": sum(level.state_size() for level in self.levels),
+            "rolling": 0 if self.rolling is None else self.rolling.state_size(),
+            "distinct": self.distinct.state_size(),
+        }
 
     def open_window_count(self) -> int:
         return sum(len(level.windows) for level in self.levels)
@@ -153,16 +256,3 @@ def _merged(a: Mapping[CountKey, int], b: Mapping[CountKey, int]) -> dict[CountK
     for key, n in b.items():
         out[key] = out.get(key, 0) + n
     return out
-
-
-def split_too_late(events: Iterable, engine: WindowEngine) -> tuple[list, list]:
-    """Split events into (on time, too late) by the engine's current watermark."""
-    if engine.watermark == NEG_INF:
-        return list(events), []
-    size = engine.size_ms
-    cutoff = engine.late_cutoff()
-    on_time, late = [], []
-    for ev in events:
-        ts = ev.ts_ms
-        (late if ts - ts % size <= cutoff else on_time).append(ev)
-    return on_time, late

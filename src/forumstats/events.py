@@ -105,7 +105,10 @@ def _id_field(value: object, name: str, limit: int, required: bool) -> str | Non
             return Rejected(f"bad_value:{name}", f"{name} must be 1..{limit} chars")
         return value
     if kind is int:
-        return str(value)
+        text = str(value)  # normalised ints obey the same length limit as strings
+        if len(text) > limit:
+            return Rejected(f"bad_value:{name}", f"{name} must be 1..{limit} chars")
+        return text
     if value is None and not required:
         return None
     return _missing_or_type(name, value)

@@ -57,7 +57,9 @@ DATASET_COLUMNS: dict[str, list[Column]] = {
 # Hive partition columns added by readers from the key path (see forumstats.keys).
 PARTITION_COLUMNS = [
     Column("window", pa.string(), "window size: 1m, 1h or 1d (not in dead_letters)"),
-    Column("date", pa.string(), "UTC date of window_start (dead_letters: of received_at), YYYY-MM-DD"),
+    Column("date", pa.string(),
+           "UTC date of window_start (dead_letters: of the batch's first Kafka record timestamp,"
+           " or of the run's start for local sources), YYYY-MM-DD"),
     Column("hour", pa.string(), "UTC hour of that instant, 00-23"),
 ]
 

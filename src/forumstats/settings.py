@@ -7,8 +7,9 @@ local runner and a Storm cluster (which receives them in the topology conf) read
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .durations import parse_duration
 from .errors import ConfigError

@@ -4,8 +4,9 @@ Per input: the highest event time seen minus the out-of-orderness bound. Combine
 over live inputs. An input silent for longer than the idle timeout (wall-clock, passed in as
 ``now_ms``) stops holding the watermark back. When every input is idle, event time is assumed
 to move on with wall-clock time from where each input fell silent, so the last windows of a
-quiet stream still close. An ended (bounded) input sits at +infinity. The combined watermark
-never moves backwards.
+quiet stream still close. An input idle without ever having produced an event holds nothing
+back, so when the others have ended the watermark still reaches +infinity. An ended (bounded)
+input sits at +infinity. The combined watermark never moves backwards.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ class WatermarkTracker:
 
     def input_watermark(self, input_id: str) -> int:
         state = self._inputs.get(input_id)
-        if state is None or state.max_ts == NEG_INF:
+        if state is None:
             return NEG_INF
-        return POS_INF if state.ended else state.max_ts - self.bound
+        if state.ended:
+            return POS_INF
+        return NEG_INF if state.max_ts == NEG_INF else state.max_ts - self.bound
 
     def watermark(self, now_ms: int) -> int:
         """The combined watermark at wall-clock time ``now_ms`` (monotonic)."""
@@ -79,7 +82,9 @@ class WatermarkTracker:
             candidate = min(live)
         elif idle_projection > NEG_INF:
             candidate = idle_projection
-        elif self._inputs and all(s.ended for s in self._inputs.values()):
+        elif any(s.ended for s in self._inputs.values()):
+            # Every input has ended, or is idle without ever having produced an event (for
+            # example a spout task with no partitions): nothing holds the ended ones back.
             candidate = POS_INF
         else:
             candidate = NEG_INF
