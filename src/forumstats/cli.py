@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=7, help="generator seed")
     run.add_argument("--config", default=None, help="config.json (default: ./config.json if any)")
     run.add_argument("--env", default="local", help="environment in config.json (default local)")
+    run.add_argument("--multilang", action="store_true",
+                     help="run every task as a subprocess over Storm's multi-lang protocol")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -55,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_options(conf)
     store = open_store(settings.output, endpoint_url=args.endpoint_url)
     topology = load_topology(project, config, args.env)
-    progress = _run_with_progress(topology, conf, args.quiet)
+    cwd = str(project / "src") if args.multilang else None
+    progress = _run_with_progress(topology, conf, args.quiet, cwd)
     _summary(progress, store)
     return 0
 
@@ -84,13 +87,13 @@ def _overrides(args: argparse.Namespace) -> dict:
     return conf
 
 
-def _run_with_progress(topology, conf: dict, quiet: bool):
+def _run_with_progress(topology, conf: dict, quiet: bool, multilang_cwd: str | None):
     from rich.live import Live
 
     from .topology_runner import run_topology
 
     if quiet:
-        return run_topology(topology, conf)
+        return run_topology(topology, conf, multilang_cwd=multilang_cwd)
     with Live(console=console, transient=True, refresh_per_second=4) as live:
         def show(p) -> None:
             rate = p.records_accepted / p.elapsed_s if p.elapsed_s else 0.0
@@ -99,7 +102,7 @@ def _run_with_progress(topology, conf: dict, quiet: bool):
                         f"{p.windows_written:,}  dead letters {p.dead_letters:,}  "
                         f"batches in flight {p.in_flight}")
 
-        return run_topology(topology, conf, on_progress=show)
+        return run_topology(topology, conf, on_progress=show, multilang_cwd=multilang_cwd)
 
 
 def _fmt_ts(ms: int | None) -> str:
@@ -123,7 +126,8 @@ def _summary(progress, store) -> None:
         out.print("  dead letters: " + ", ".join(
             f"{r['reason']} {r['reason_count']:,}" for r in sorted(reasons,
                                                                    key=lambda r: r["reason"])))
-    out.print(f"  windows written: {progress.windows_written:,}")
+    out.print(f"  windows written: {progress.windows_written:,}; tuples {progress.tuples:,} "
+              f"({progress.tuples / max(progress.records_accepted, 1):.4f} per event)")
     out.print(f"  output: {store.url}")
     table = Table(title="top 5 threads")
     for col in ("forum", "thread", "events"):

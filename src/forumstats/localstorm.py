@@ -98,8 +98,14 @@ class LocalStats:
 
 
 class LocalCluster:
+    """``multilang_cwd``: when set, every task runs as a ``streamparse_run`` subprocess with
+    that working directory (the resources folder), driven over Storm's multi-lang protocol by
+    forumstats.multilang, as a Storm worker would; otherwise components run in this process."""
+
     def __init__(self, topology_cls: type, conf: dict[str, Any], name: str = "local",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 multilang_cwd: str | None = None) -> None:
+        self.multilang_cwd = multilang_cwd
         self.topology = topology_cls
         self.conf = {"topology.name": name, "topology.message.timeout.secs": 30,
                      "topology.max.spout.pending": None, **conf}
@@ -113,6 +119,8 @@ class LocalCluster:
         self.roots: dict[int, _Root] = {}
         self._next_id = 0
         self._next_root = 0
+        # Called as observer(component, stream, values, msg_id) for every emitted tuple.
+        self.observers: list[Callable[[str, str, list, Any], None]] = []
         self._rng = random.Random(0)
         self._build()
 
@@ -138,7 +146,11 @@ class LocalCluster:
                 context = {"taskid": task.task_id, "componentid": spec.name,
                            "task->component": task_to_component,
                            "source->stream->fields": sources}
-                task.instance = self._instantiate(spec.component_cls, task, comp_conf, context)
+                if self.multilang_cwd:
+                    task.instance = _Subprocess(self, task, spec.name, comp_conf)
+                else:
+                    task.instance = self._instantiate(spec.component_cls, task, comp_conf,
+                                                      context)
                 freq = comp_conf.get("topology.tick.tuple.freq.secs")
                 if not task.is_spout and freq:
                     task.tick_secs = float(freq)
@@ -183,6 +195,10 @@ class LocalCluster:
         while self.queue:
             self._deliver(*self.queue.popleft())
             progressed = True
+        if self.multilang_cwd:
+            for task in self.tasks.values():
+                if not task.is_spout:
+                    progressed |= task.instance.pump()
         return progressed
 
     def shutdown(self) -> None:
@@ -210,6 +226,9 @@ class LocalCluster:
         return str(self._next_id)
 
     def _deliver(self, task: _Task, tup: Tuple, inst: _Instance) -> None:
+        if self.multilang_cwd:
+            task.instance.send(tup)
+            return
         bolt = task.instance
         bolt._current_tups = [tup]
         if tup.stream == "__tick":
@@ -227,7 +246,7 @@ class LocalCluster:
         self.instances[tup_id] = inst
         for root_key in roots:
             self.roots[root_key].outstanding += 1
-        kind = task.instance._source_tuple_types.get(comp, {}).get(stream)
+        kind = getattr(task.instance, "_source_tuple_types", {}).get(comp, {}).get(stream)
         values = orjson.loads(orjson.dumps(values))
         tup = Tuple(tup_id, comp, stream, source_task,
                     tuple(values) if kind is None else kind(*values))
@@ -278,6 +297,8 @@ class LocalCluster:
     def _on_emit(self, task: _Task, msg: dict) -> None:
         stream = msg.get("stream") or "default"
         values = list(msg["tuple"])
+        for observer in self.observers:
+            observer(task.component, stream, values, msg.get("id"))
         if task.is_spout:
             self.stats.spout_tuples += 1
             msg_id = msg.get("id")
@@ -325,6 +346,55 @@ class LocalCluster:
         else:
             self.stats.failed += 1
             root.task.instance.fail(root.msg_id)
+
+
+class _Subprocess:
+    """One task as a multi-lang subprocess; speaks for it towards the LocalCluster."""
+
+    def __init__(self, cluster: LocalCluster, task: _Task, component: str, conf: dict) -> None:
+        from . import multilang
+
+        self.cluster = cluster
+        self.task = task
+        kind = multilang.ShellSpout if task.is_spout else multilang.ShellBolt
+        extra = {} if task.is_spout else {"heartbeat_interval": 1.0}
+        self.shell = kind.from_topology(cluster.topology, component, cwd=cluster.multilang_cwd,
+                                        conf=conf, task_index=task.index, **extra)
+
+    # spout side
+    def next_tuple(self) -> None:
+        self._relay(self.shell.next())
+
+    def ack(self, msg_id: Any) -> None:
+        self._relay(self.shell.ack(msg_id))
+
+    def fail(self, msg_id: Any) -> None:
+        self._relay(self.shell.fail(msg_id))
+
+    def _relay(self, step: Any) -> None:
+        for emit in step.emits:
+            self.cluster._on_message(self.task, {"command": "emit", "tuple": emit.values,
+                                                 "stream": emit.stream, "id": emit.msg_id})
+        for record in step.logs:
+            self.cluster._on_message(self.task, {"command": "log", "msg": record.msg,
+                                                 "level": record.level})
+        for error in step.errors:
+            self.cluster._on_message(self.task, {"command": "error", "msg": error})
+
+    # bolt side
+    def send(self, tup: Tuple) -> None:
+        self.shell.send_tuple(list(tup.values), comp=tup.component, stream=tup.stream,
+                              task=tup.task, id=tup.id)
+
+    def pump(self) -> bool:
+        messages = self.shell.pump(0)
+        for msg in messages:
+            if msg["command"] != "sync":
+                self.cluster._on_message(self.task, msg)
+        return bool(messages)
+
+    def close(self) -> None:
+        self.shell.close()
 
 
 _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING,

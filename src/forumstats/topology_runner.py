@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .counting import END_OF_INPUT
 from .errors import ConfigError
 from .localstorm import LocalCluster
+from .settings import Settings
 
 TOPOLOGY_FILE = "topologies/forumstats_topology.py"
 
@@ -29,6 +31,7 @@ class Progress:
     windows_written: int
     dead_letters: int
     elapsed_s: float
+    tuples: int = 0
 
 
 def project_dir() -> Path:
@@ -59,11 +62,42 @@ def load_topology(project: Path, config_path: str | None, env: str) -> type:
                 if isinstance(v, type) and issubclass(v, Topology) and v is not Topology)
 
 
+class RunObserver:
+    """Progress of a run, read off the tuples themselves, so it works the same whether the
+    components run in this process or as multi-lang subprocesses."""
+
+    def __init__(self, spout_tasks: int, buckets: int) -> None:
+        self.ends_expected = spout_tasks * buckets
+        self.ends_seen = 0
+        self.accepted = 0
+        self.dead_letters = 0
+        self.windows = 0
+        self.watermark: int | None = None
+        self.batch_tuples = 0
+
+    def __call__(self, component: str, stream: str, values: list, msg_id) -> None:
+        if component == "events" and stream == "batches":
+            max_ts, rows = values[4], values[5]
+            if max_ts is not None and max_ts >= END_OF_INPUT:
+                self.ends_seen += 1
+            elif msg_id is not None and msg_id.split("|")[1] == "0":  # first attempt only
+                self.accepted += sum(row[4] for row in rows)
+            self.batch_tuples += 1
+        elif stream == "dead_letters":
+            self.dead_letters += len(values[4])
+        elif component == "counts" and stream == "windows":
+            self.windows += 1
+            mark = values[1]["watermark"]
+            self.watermark = mark if mark < END_OF_INPUT else self.watermark
+
+
 def run_topology(topology: type, conf: dict[str, Any],
                  on_progress: Callable[[Progress], None] | None = None,
-                 progress_every_s: float = 0.25) -> Progress:
-    cluster = LocalCluster(topology, conf, name="forumstats-local")
-    spouts = [t.instance for t in cluster.by_component["events"]]
+                 progress_every_s: float = 0.25, multilang_cwd: str | None = None) -> Progress:
+    cluster = LocalCluster(topology, conf, name="forumstats-local", multilang_cwd=multilang_cwd)
+    observer = RunObserver(len(cluster.by_component["events"]),
+                           Settings.from_options(conf).buckets)
+    cluster.observers.append(observer)
     started = last_report = time.monotonic()
 
     def done() -> bool:
@@ -71,25 +105,24 @@ def run_topology(topology: type, conf: dict[str, Any],
         now = time.monotonic()
         if on_progress and now - last_report >= progress_every_s:
             last_report = now
-            on_progress(_progress(cluster, spouts, started))
-        return all(s.end_sent and s.source.finished() for s in spouts) and not cluster.queue
+            on_progress(_progress(cluster, observer, started))
+        return (observer.ends_seen >= observer.ends_expected and not cluster.roots
+                and not cluster.queue)
 
     try:
         cluster.run(until=done)
     finally:
         cluster.shutdown()
-    return _progress(cluster, spouts, started)
+    return _progress(cluster, observer, started)
 
 
-def _progress(cluster: LocalCluster, spouts: list, started: float) -> Progress:
-    counts = [t.instance for t in cluster.by_component.get("counts", [])]
-    sinks = [t.instance for t in cluster.by_component.get("sink", [])]
-    marks = [c.engine.watermark for b in counts for c in b.counters.values()]
+def _progress(cluster: LocalCluster, observer: RunObserver, started: float) -> Progress:
     return Progress(
-        records_accepted=sum(s.emitted_events for s in spouts),
-        in_flight=sum(s.source.in_flight for s in spouts),
-        watermark_ms=min(marks) if marks else None,
-        windows_written=sum(w.stats.windows_written for s in sinks for w in s.sinks.values()),
-        dead_letters=sum(w.stats.dead_letters_written for s in sinks for w in s.sinks.values()),
+        records_accepted=observer.accepted,
+        in_flight=len(cluster.roots),
+        watermark_ms=observer.watermark,
+        windows_written=observer.windows,
+        dead_letters=observer.dead_letters,
         elapsed_s=time.monotonic() - started,
+        tuples=cluster.stats.spout_tuples + cluster.stats.bolt_tuples,
     )
