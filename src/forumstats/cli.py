@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -34,11 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--multilang", action="store_true",
                      help="run every task as a subprocess over Storm's multi-lang protocol")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    top = commands.add_parser("top", help="busiest threads over a recent period")
+    top.add_argument("--forum", default=None, help="only this forum")
+    top.add_argument("--last", default="1h",
+                     help="period ending at the newest window in the data (default 1h)")
+    top.add_argument("-n", type=int, default=10, help="how many threads (default 10)")
+    _add_read_args(top)
+    query = commands.add_parser("query", help="print rows of a dataset")
+    query.add_argument("dataset", choices=["thread_counts", "forum_counts", "dead_letters"])
+    query.add_argument("--window", default="1m", help="window size: 1m, 1h or 1d")
+    query.add_argument("--start", default=None, help="ISO-8601 (inclusive), e.g. 2026-01-01T00:00Z")
+    query.add_argument("--end", default=None, help="ISO-8601 (exclusive)")
+    query.add_argument("--forum", default=None)
+    query.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_read_args(query)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "top":
+            return _top(args)
+        if args.command == "query":
+            return _query(args)
     except ForumstatsError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
@@ -60,6 +80,60 @@ def _run(args: argparse.Namespace) -> int:
     cwd = str(project / "src") if args.multilang else None
     progress = _run_with_progress(topology, conf, args.quiet, cwd)
     _summary(progress, store)
+    return 0
+
+
+def _add_read_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--source", default="output",
+                     help="output directory or s3://BUCKET/PREFIX (default ./output)")
+    sub.add_argument("--endpoint-url", default=None, help="S3 endpoint (SeaweedFS, MinIO)")
+
+
+def _top(args: argparse.Namespace) -> int:
+    from .durations import parse_duration
+    from .query import recent_top_threads
+    from .stores import open_store
+
+    store = open_store(args.source, endpoint_url=args.endpoint_url)
+    rows, start, end = recent_top_threads(store, parse_duration(args.last), args.n, args.forum)
+    table = Table(title=f"top threads {_fmt_ts(start)} .. {_fmt_ts(end)}"
+                  + (f" in {args.forum}" if args.forum else ""))
+    for col in ("forum", "thread", "events"):
+        table.add_column(col, justify="right" if col == "events" else "left")
+    for forum, thread, count in rows:
+        table.add_row(forum, thread, f"{count:,}")
+    Console().print(table)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .events import parse_iso_ms
+    from .query import load
+
+    bounds = []
+    for text in (args.start, args.end):
+        if text is None:
+            bounds.append(None)
+            continue
+        ms = parse_iso_ms(text)
+        if ms is None:
+            raise ConfigError(f"{text!r} is not ISO-8601 with a zone, e.g. 2026-01-01T00:00Z")
+        bounds.append(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+    df = load(args.dataset, bounds[0], bounds[1], forum=args.forum, window=args.window,
+              source=args.source, endpoint_url=args.endpoint_url)
+    df = df.head(args.limit)
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", lines=True))
+    else:
+        table = Table(title=f"{args.dataset} ({len(df):,} rows shown)")
+        for col in df.columns:
+            table.add_column(str(col))
+        for row in df.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        Console().print(table)
     return 0
 
 
@@ -106,8 +180,6 @@ def _run_with_progress(topology, conf: dict, quiet: bool, multilang_cwd: str | N
 
 
 def _fmt_ts(ms: int | None) -> str:
-    from datetime import datetime, timezone
-
     if ms is None or abs(ms) > 10**15:
         return "-"
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -64,3 +64,26 @@ def top_threads(store: Store, n: int = 5, window: str = "1m", forum: str | None 
                                ("thread", "ascending")]).slice(0, n)
     return list(zip(grouped["forum"].to_pylist(), grouped["thread"].to_pylist(),
                     grouped["count_sum"].to_pylist(), strict=True))
+
+
+def recent_top_threads(store: Store, period_ms: int, n: int = 10, forum: str | None = None,
+                       window: str = "1m") -> tuple[list[tuple[str, str, int]], int | None,
+                                                    int | None]:
+    """Top threads over the ``period_ms`` ending at the newest window end in the data (not the
+    wall clock: the data may be a backfill). Returns (rows, start_ms, end_ms)."""
+    data = dataset(store, "thread_counts", window)
+    ends = data.to_table(columns=["window_end"])["window_end"]
+    if len(ends) == 0:
+        return [], None, None
+    end = pc.max(ends).value
+    start = end - period_ms
+    flt = pc.field("window_start") >= pa.scalar(start, pa.timestamp("ms", "UTC"))
+    if forum is not None:
+        flt = flt & (pc.field("forum") == forum)
+    table = data.to_table(columns=["forum", "thread", "count"], filter=flt)
+    if table.num_rows == 0:
+        return [], start, end
+    grouped = table.group_by(["forum", "thread"]).aggregate([("count", "sum")]).sort_by(
+        [("count_sum", "descending"), ("forum", "ascending"), ("thread", "ascending")])
+    rows = grouped.slice(0, n).to_pylist()
+    return [(r["forum"], r["thread"], r["count_sum"]) for r in rows], start, end

@@ -6,7 +6,6 @@ import sys
 
 import duckdb
 import pyarrow.dataset as ds
-import pytest
 
 from forumstats.cli import main
 from forumstats.generator import generate
@@ -80,7 +79,8 @@ def test_bad_input_file_is_dead_lettered_not_fatal(tmp_path):
     good = {"type": "vote", "forum": "f", "thread": 1, "ts": 1_767_225_600_000}
     src.write_bytes(b"\n".join([
         json.dumps(good).encode(), b"{not json", b"\xff\xfe", b"[1,2]",
-        json.dumps({**good, "forum": ""}).encode(), json.dumps({**good, "ts": "yesterday"}).encode(),
+        json.dumps({**good, "forum": ""}).encode(),
+        json.dumps({**good, "ts": "yesterday"}).encode(),
     ]) + b"\n")
     out = tmp_path / "out"
     assert _run("--source", str(src), "--output", str(out)) == 0
