@@ -6,6 +6,7 @@ top-level module named after the file, which would resolve to the forumstats pac
 
 from streamparse import Grouping, Topology
 
+from bolts.latest_snapshots import LatestSnapshotBolt
 from bolts.parquet_sink import ParquetSinkBolt
 from bolts.window_count import WindowCountBolt
 from forumstats.topology_config import topology_options
@@ -25,4 +26,8 @@ class ForumStats(Topology):
         inputs={counts["windows"]: Grouping.fields("bucket"),
                 events["dead_letters"]: Grouping.SHUFFLE,
                 counts["dead_letters"]: Grouping.SHUFFLE},
+        config={"topology.tick.tuple.freq.secs": OPTIONS.tick_secs})
+    latest = LatestSnapshotBolt.spec(
+        name="latest", par=1,
+        inputs={counts["windows"]: Grouping.GLOBAL, counts["partials"]: Grouping.GLOBAL},
         config={"topology.tick.tuple.freq.secs": OPTIONS.tick_secs})

@@ -12,7 +12,7 @@ import time
 import orjson
 from streamparse import Bolt, Stream
 
-from forumstats.counting import BucketCounter, Emission
+from forumstats.counting import END_OF_INPUT, BucketCounter, Emission
 from forumstats.settings import Settings
 from forumstats.stdio_guard import protect_protocol_stream
 
@@ -22,7 +22,8 @@ DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
 
 class WindowCountBolt(Bolt):
     outputs = [Stream(fields=WINDOW_FIELDS, name="windows"),
-               Stream(fields=DEAD_FIELDS, name="dead_letters")]
+               Stream(fields=DEAD_FIELDS, name="dead_letters"),
+               Stream(fields=["bucket", "partials"], name="partials")]
     auto_ack = False
     auto_anchor = False
 
@@ -44,10 +45,14 @@ class WindowCountBolt(Bolt):
         if outcome.ack_now:
             self.ack(tup)
         self._advance(bucket, counter)
+        if max_ts is not None and max_ts >= END_OF_INPUT:
+            self._emit_partials(bucket, counter)  # tell the dashboards' view at once
 
     def process_tick(self, tup):
         for bucket, counter in self.counters.items():
             self._advance(bucket, counter)
+            self._emit_partials(bucket, counter)
+        self.ack(tup)  # auto_ack is off: Storm's ShellBolt keeps an un-acked tick forever
 
     def _advance(self, bucket: int, counter: BucketCounter) -> None:
         emissions, acks = counter.advance(_now_ms())
@@ -56,6 +61,18 @@ class WindowCountBolt(Bolt):
                       anchors=emission.anchors)
         for tuple_id in acks:
             self.ack(tuple_id)
+
+
+    def _emit_partials(self, bucket: int, counter: BucketCounter) -> None:
+        """Open windows per forum and type, for the dashboards' view (unanchored: a view)."""
+        rows: dict[tuple[int, str, str], int] = {}
+        for result in counter.engine.partials():
+            for (forum, _thread, kind), n in result.counts.items():
+                key = (result.start_ms, forum, kind)
+                rows[key] = rows.get(key, 0) + n
+        self.emit([bucket, {"watermark": counter.engine.watermark,
+                            "rows": [[*key, n] for key, n in sorted(rows.items())]}],
+                  stream="partials", anchors=[])
 
 
 def window_payload(emission: Emission) -> dict:

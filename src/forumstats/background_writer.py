@@ -3,10 +3,13 @@
 Storm kills a multi-lang subprocess that stays silent past its heartbeat timeout, so a bolt
 must never block on S3. Jobs run on one thread in submission order; a job submitted for a key
 already waiting replaces the waiting one (the newer content includes the older), and the
-callers' tokens of both are reported done together. Failures are retried with capped
-exponential backoff forever: while the store is down nothing is acked, so Storm's
-max-spout-pending holds the spout back. The owner collects finished tokens with ``done()``
-from its own thread (acks must come from the protocol thread).
+callers' tokens of both are reported done together. Store failures (``transient``, by default
+:class:`~forumstats.errors.StoreError`) are retried with capped exponential backoff forever:
+while the store is down nothing is acked, so Storm's max-spout-pending holds the spout back.
+Any other exception (bad input, a key the layout rejects, a bug) cannot be fixed by retrying:
+the job is given up at once and its tokens are reported with ``failed()``, so one poisoned job
+never wedges the writes queued behind it. The owner collects finished tokens with ``done()``
+and ``failed()`` from its own thread (acks must come from the protocol thread).
 """
 
 from __future__ import annotations
@@ -18,20 +21,26 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .errors import StoreError
+
 log = logging.getLogger(__name__)
 
 
 class BackgroundWriter:
     def __init__(self, write: Callable[[Any], None], *, backoff_s: float = 0.5,
-                 backoff_cap_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_cap_s: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 transient: tuple[type[BaseException], ...] = (StoreError,)) -> None:
         self._write = write
+        self._transient = transient
         self._backoff = (backoff_s, backoff_cap_s)
         self._sleep = sleep
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, tuple[Any, list]] = {}
         self._order: queue.Queue = queue.Queue()
         self._done: list = []
+        self._failed: list[tuple[Any, Exception]] = []
         self.failures = 0
+        self._running = False
         self._thread = threading.Thread(target=self._loop, name="forumstats-writer", daemon=True)
         self._thread.start()
 
@@ -50,28 +59,46 @@ class BackgroundWriter:
             finished, self._done = self._done, []
         return finished
 
+    def failed(self) -> list[tuple[Any, Exception]]:
+        """``(token, exception)`` of jobs given up because retrying cannot help, oldest first."""
+        with self._lock:
+            failed, self._failed = self._failed, []
+        return failed
+
     def pending(self) -> int:
         with self._lock:
             return len(self._waiting)
+
+    def idle(self) -> bool:
+        """Nothing waiting and nothing being written."""
+        with self._lock:
+            return not self._waiting and not self._running
 
     def _loop(self) -> None:
         while True:
             key = self._order.get()
             with self._lock:
                 job, tokens = self._waiting.pop(key)
-            self._run(job)
+                self._running = True
+            error = self._run(job)
             with self._lock:
-                self._done.extend(tokens)
+                self._running = False
+                if error is None:
+                    self._done.extend(tokens)
+                else:
+                    self._failed.extend((token, error) for token in tokens)
 
-    def _run(self, job: Any) -> None:
+    def _run(self, job: Any) -> Exception | None:
         attempt = 0
         while True:
             try:
                 self._write(job)
                 if attempt:
                     log.warning("store write succeeded after %d failed attempts", attempt)
-                return
+                return None
             except Exception as exc:  # noqa: BLE001 - keep retrying; the tuples stay un-acked
+                if not isinstance(exc, self._transient):
+                    return exc  # retrying cannot fix it: the owner fails the tuples
                 attempt += 1
                 self.failures += 1
                 delay = min(self._backoff[1], self._backoff[0] * 2 ** (attempt - 1))

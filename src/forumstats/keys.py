@@ -64,11 +64,22 @@ def dead_letters_key(source_ms: int, source: str, first: int, last: int, origin:
             f"dead_letters-{source}-{first:012d}-{last:012d}-{origin}.parquet")
 
 
+SNAPSHOTS_PREFIX = f"{LATEST_PREFIX}snapshots/"
+
+
 def snapshot_key(kind: str, made_ms: int, sequence: int, task: int) -> str:
     """An immutable dashboard snapshot, named by when it was made and a sequence number."""
     if not _SAFE.match(kind):
         raise ConfigError(f"snapshot kind {kind!r} is not a safe name")
-    return f"{LATEST_PREFIX}snapshots/{made_ms:013d}-{sequence:08d}-task{task:04d}/{kind}.json"
+    return f"{SNAPSHOTS_PREFIX}{made_ms:013d}-{sequence:08d}-task{task:04d}/{kind}.json"
+
+
+def snapshot_made_ms(key: str) -> int | None:
+    """When the snapshot at ``key`` was made, or None for a key that is not a snapshot."""
+    if not key.startswith(SNAPSHOTS_PREFIX):
+        return None
+    stamp = key[len(SNAPSHOTS_PREFIX):].split("-", 1)[0]
+    return int(stamp) if stamp.isdigit() else None
 
 
 def _check_dataset(dataset: str) -> None:

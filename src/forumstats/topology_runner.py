@@ -111,9 +111,23 @@ def run_topology(topology: type, conf: dict[str, Any],
 
     try:
         cluster.run(until=done)
+        _drain(cluster)
     finally:
         cluster.shutdown()
     return _progress(cluster, observer, started)
+
+
+def _drain(cluster: LocalCluster, multilang_grace_s: float = 2.0) -> None:
+    """Let the last background writes (rollups, latest/) finish before stopping. In one
+    process the writers can be asked; subprocesses get a grace period of ticks."""
+    writers = [getattr(t.instance, "writer", None) for t in cluster.tasks.values()]
+    writers = [w for w in writers if w is not None]
+    deadline = time.monotonic() + (multilang_grace_s if cluster.multilang_cwd else 60.0)
+    while time.monotonic() < deadline:
+        cluster.step()
+        if not cluster.multilang_cwd and all(w.idle() for w in writers):
+            return
+        time.sleep(0.01)
 
 
 def _progress(cluster: LocalCluster, observer: RunObserver, started: float) -> Progress:

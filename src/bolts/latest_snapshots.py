@@ -1,0 +1,91 @@
+"""LatestSnapshotBolt: keeps ``latest/`` fresh for dashboards (one task, global grouping).
+
+Thin over forumstats.latest: final windows and open-window counts come in from the counting
+tasks; every flush interval it writes new immutable snapshot objects, then the manifest that
+names them, then removes snapshots older than the grace period. ``latest/`` is a view, not
+part of the exactness guarantee, so inputs are acked at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from streamparse import Bolt
+
+from forumstats import keys
+from forumstats.background_writer import BackgroundWriter
+from forumstats.counting import END_OF_INPUT
+from forumstats.engine import WindowResult
+from forumstats.latest import LatestView
+from forumstats.settings import Settings
+from forumstats.stdio_guard import protect_protocol_stream
+from forumstats.stores import open_store
+
+
+class LatestSnapshotBolt(Bolt):
+    outputs = []
+    auto_ack = True
+
+    def initialize(self, storm_conf, context):
+        protect_protocol_stream()
+        self.settings = Settings.from_options(storm_conf)
+        self.store = open_store(self.settings.output,
+                                endpoint_url=storm_conf.get("forumstats.s3.endpoint_url"))
+        self.view = LatestView(self.settings)
+        self.writer = BackgroundWriter(self._publish)
+        self.sequence = 0
+        self.dirty = False
+        self.last_flush = 0.0
+
+    def process(self, tup):
+        bucket, payload = tup.values
+        was_ended = self.view.watermark >= END_OF_INPUT
+        if tup.stream == "windows":
+            if payload["size"] == self.settings.windows.size_ms:
+                counts = {(f, t, k): n for f, t, k, n in payload["rows"]}
+                result = WindowResult(payload["size"], payload["start"], payload["revision"],
+                                      True, counts)
+                self.view.on_window(bucket, result, payload["watermark"])
+        elif tup.stream == "partials":
+            self.view.on_partials(bucket, payload["watermark"], payload["rows"])
+        self.dirty = True
+        if not was_ended and self.view.watermark >= END_OF_INPUT:
+            self.last_flush = 0.0  # every input ended: publish the final state now
+        self._maybe_flush()
+
+    def process_tick(self, tup):
+        self._maybe_flush()
+        self.writer.done()
+        for _token, exc in self.writer.failed():
+            self.logger.error("publishing latest/ failed: %r", exc)
+            self.send_message({"command": "error", "msg": f"latest/ not published: {exc!r}"})
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if not self.dirty or now - self.last_flush < self.settings.flush_interval_ms / 1000:
+            return
+        self.last_flush, self.dirty = now, False
+        self.sequence += 1
+        made_ms = int(time.time() * 1000)
+        self.writer.submit("latest", (made_ms, self.sequence, self.view.documents()), None)
+
+    def _publish(self, job) -> None:
+        """Snapshots first, then the manifest naming them, then expired snapshots."""
+        made_ms, sequence, documents = job
+        names = {}
+        for kind, doc in documents.items():
+            key = keys.snapshot_key(kind, made_ms, sequence, self.task_id or 0)
+            self.store.put(key, orjson.dumps(doc), "application/json")
+            names[kind] = key
+        manifest = self.view.manifest(made_ms, names, self.settings.snapshot_grace_ms)
+        self.store.put(keys.MANIFEST_KEY, orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+                       "application/json")
+        self._expire(made_ms, set(names.values()))
+
+    def _expire(self, now_ms: int, current: set[str]) -> None:
+        for key in self.store.list(keys.SNAPSHOTS_PREFIX):
+            made = keys.snapshot_made_ms(key)
+            if key not in current and made is not None and \
+                    made < now_ms - self.settings.snapshot_grace_ms:
+                self.store.delete(key)

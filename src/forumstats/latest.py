@@ -1,0 +1,175 @@
+"""The dashboards' view (pure): what ``latest/`` holds after each flush.
+
+Fed with final minute windows and partial (still open) minute counts per key bucket; produces
+small JSON documents (per-minute series of the last hour, rolling 5m/1h/24h totals, trending
+threads per forum, open windows) and the manifest that names them. Time is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .durations import duration_label
+from .engine import WindowResult
+from .rolling import RollingTotals
+from .settings import Settings
+from .trending import top_threads
+from .watermarks import NEG_INF, POS_INF
+
+HOUR_MS = 3_600_000
+PERIODS_MS = (300_000, HOUR_MS, 24 * HOUR_MS)
+TOP_THREADS_PER_PERIOD = 100
+MANIFEST_VERSION = 1
+
+
+MAX_ISO_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def iso(ms: int | None) -> str | None:
+    """UTC ISO-8601 with milliseconds; None for no time or +/- infinity."""
+    if ms is None or not 0 <= ms <= MAX_ISO_MS:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[
+        :-3] + "Z"
+
+
+class _Bucket:
+    def __init__(self, settings: Settings) -> None:
+        w = settings.windows
+        self.rolling = RollingTotals(w.size_ms, periods_ms=PERIODS_MS,
+                                     allowed_lateness_ms=w.allowed_lateness_ms)
+        self.final_minutes: dict[int, dict[tuple[str, str], int]] = {}
+        self.partial_minutes: dict[int, dict[tuple[str, str], int]] = {}
+        self.watermark = NEG_INF
+
+
+class LatestView:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.size_ms = settings.windows.size_ms
+        self.k = settings.windows.top_k
+        self._buckets: dict[int, _Bucket] = {}
+
+    def _bucket(self, bucket: int) -> _Bucket:
+        if bucket not in self._buckets:
+            self._buckets[bucket] = _Bucket(self.settings)
+        return self._buckets[bucket]
+
+    # -- input ---------------------------------------------------------------------------
+    def on_window(self, bucket: int, result: WindowResult, watermark: int) -> None:
+        """A final (or restated) base window of one bucket."""
+        state = self._bucket(bucket)
+        state.rolling.update(result)
+        forums: dict[tuple[str, str], int] = {}
+        for (forum, _thread, kind), n in result.counts.items():
+            forums[(forum, kind)] = forums.get((forum, kind), 0) + n
+        state.final_minutes[result.start_ms] = forums
+        state.partial_minutes.pop(result.start_ms, None)
+        self._advance(state, watermark)
+
+    def on_partials(self, bucket: int, watermark: int, rows: Iterable[list]) -> None:
+        """Open windows of one bucket: rows ``[start, forum, type, n]`` replace the last."""
+        state = self._bucket(bucket)
+        state.partial_minutes = {}
+        for start, forum, kind, n in rows:
+            state.partial_minutes.setdefault(start, {})[(forum, kind)] = n
+        self._advance(state, watermark)
+
+    def _advance(self, state: _Bucket, watermark: int) -> None:
+        state.watermark = max(state.watermark, watermark)
+        state.rolling.advance(state.watermark)
+        horizon = self._series_end() - HOUR_MS - self.settings.windows.allowed_lateness_ms
+        for start in [s for s in state.final_minutes if s < horizon]:
+            del state.final_minutes[start]
+
+    # -- output --------------------------------------------------------------------------
+    @property
+    def watermark(self) -> int:
+        marks = [b.watermark for b in self._buckets.values()]
+        return min(marks) if marks else NEG_INF
+
+    def _series_end(self) -> int:
+        ends = [s + self.size_ms for b in self._buckets.values()
+                for s in (*b.final_minutes, *b.partial_minutes)]
+        return max(ends) if ends else 0
+
+    def documents(self) -> dict[str, Any]:
+        """The snapshot documents, by kind."""
+        return {"series": self._series(), "rolling": self._rolling(),
+                "trending": self._trending(), "open_windows": self._open_windows()}
+
+    def _series(self) -> dict:
+        end = self._series_end()
+        start = end - HOUR_MS
+        rows = []
+        for b in self._buckets.values():
+            for final, minutes in ((True, b.final_minutes), (False, b.partial_minutes)):
+                for minute, forums in minutes.items():
+                    if minute >= start:
+                        rows += [{"minute": iso(minute), "forum": f, "type": k, "count": n,
+                                  "final": final} for (f, k), n in forums.items()]
+        rows.sort(key=lambda r: (r["minute"], r["forum"], r["type"]))
+        return {"start": iso(start), "end": iso(end), "window": duration_label(self.size_ms),
+                "rows": rows}
+
+    def _rolling(self) -> dict:
+        out = {}
+        for period in PERIODS_MS:
+            forums: dict[str, int] = {}
+            threads: dict[tuple[str, str, str], int] = {}
+            covered = []
+            for b in self._buckets.values():
+                snap = b.rolling.totals(period)
+                covered.append((snap.start_ms, snap.end_ms))
+                for forum, n in snap.forum_totals().items():
+                    forums[forum] = forums.get(forum, 0) + n
+                threads.update(snap.threads)
+            top = [row._asdict() for row in _overall_top(threads, TOP_THREADS_PER_PERIOD)]
+            starts = [s for s, _ in covered if s is not None]
+            ends = [e for _, e in covered if e is not None]
+            out[duration_label(period)] = {
+                "start": iso(min(starts)) if starts else None,
+                "end": iso(max(ends)) if ends else None,
+                "total": sum(forums.values()), "forums": dict(sorted(forums.items())),
+                "top_threads": top}
+        return out
+
+    def _trending(self) -> dict:
+        counts: dict[tuple[str, str, str], int] = {}
+        for b in self._buckets.values():
+            counts.update(b.rolling.thread_counts(HOUR_MS))  # buckets hold disjoint forums
+        ranked = top_threads(counts, self.k)
+        return {"period": "1h", "k": self.k,
+                "forums": {forum: [r._asdict() for r in rows] for forum, rows in ranked.items()}}
+
+    def _open_windows(self) -> dict:
+        rows = [{"window_start": iso(start), "forum": f, "type": k, "count": n, "final": False}
+                for b in self._buckets.values() for start, forums in b.partial_minutes.items()
+                for (f, k), n in forums.items()]
+        rows.sort(key=lambda r: (r["window_start"], r["forum"], r["type"]))
+        return {"rows": rows}
+
+    def manifest(self, made_ms: int, snapshot_keys: Mapping[str, str], grace_ms: int) -> dict:
+        final_through = (None if self.watermark >= POS_INF
+                         else self.watermark - self.watermark % self.size_ms)
+        open_starts = sorted({s for b in self._buckets.values() for s in b.partial_minutes})
+        return {"version": MANIFEST_VERSION, "made_at": iso(made_ms),
+                "watermark": iso(self.watermark),
+                "ended": self.watermark >= POS_INF,
+                "windows": {"size": duration_label(self.size_ms),
+                            "final_through": iso(final_through),
+                            "open": [iso(s) for s in open_starts]},
+                "snapshots": dict(snapshot_keys),
+                "snapshot_grace_seconds": grace_ms // 1000}
+
+
+def _overall_top(threads: Mapping[tuple[str, str, str], int], n: int):
+    from .trending import TrendingThread
+
+    per_thread: dict[tuple[str, str], int] = {}
+    for (forum, thread, _kind), count in threads.items():
+        per_thread[(forum, thread)] = per_thread.get((forum, thread), 0) + count
+    best = sorted(per_thread.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [TrendingThread(f, t, c, rank) for rank, ((f, t), c) in enumerate(best, start=1)]
