@@ -173,7 +173,7 @@ class WindowEngine:
                     for parent in parents:
                         parent.add_many(start - start % parent.size_ms, window.changed)
                     if index == 0 and rolling is not None:
-                        rolling.add(start, window.changed)
+                        rolling.add(start, window.changed, owned=True)  # replaced just below
                     window.changed = {}
                 if end + self.lateness <= watermark:
                     del level.windows[start]
