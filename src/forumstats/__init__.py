@@ -18,4 +18,11 @@ CORE_MODULES = (
     "forumstats.keys",
     "forumstats.parquet",
     "forumstats.generator",
+    "forumstats.durations",
+    "forumstats.rolling",
+    "forumstats.trending",
+    "forumstats.distinct",
+    "forumstats.batching",
+    "forumstats.counting",
+    "forumstats.latest",
 )
