@@ -25,4 +25,7 @@ CORE_MODULES = (
     "forumstats.batching",
     "forumstats.counting",
     "forumstats.latest",
+    "forumstats.offsets",
+    "forumstats.pacing",
+    "forumstats.kafka_settings",
 )
