@@ -8,6 +8,7 @@ or tick. A window tuple is acked only after its file (and any rollup it complete
 from __future__ import annotations
 
 import base64
+import traceback
 
 from streamparse import Bolt
 
@@ -48,10 +49,20 @@ class ParquetSinkBolt(Bolt):
 
     def process_tick(self, tup):
         self._ack_finished()
+        self.ack(tup)  # auto_ack is off: Storm's ShellBolt keeps an un-acked tick forever
 
     def _ack_finished(self) -> None:
         for tuple_id in self.writer.done():
             self.ack(tuple_id)
+        for tuple_id, exc in self.writer.failed():
+            # Not a store outage (those are retried): bad input or a bug. Report it to Storm
+            # (an ``error``, shown in the UI) and fail the tuple, so the batch is replayed
+            # instead of blocking every write queued behind it.
+            detail = "".join(traceback.format_exception(exc)).rstrip()
+            self.send_message({"command": "error",
+                               "msg": f"ParquetSinkBolt: write of tuple {tuple_id} failed, "
+                                      f"tuple failed for replay:\n{detail}"})
+            self.fail(tuple_id)
 
     # -- runs on the writer thread ------------------------------------------------------
     def _write(self, job) -> None:

@@ -18,7 +18,8 @@ def open_batch_source(settings: Settings, conf: dict[str, Any]):
         from .kafka_settings import KafkaSourceSettings
         from .kafka_source import KafkaBatchSource
 
-        return KafkaBatchSource(KafkaSourceSettings.from_options(conf))
+        source = KafkaBatchSource(KafkaSourceSettings.from_options(conf))
+        return StopAtEnd(source) if conf.get("forumstats.spout.stop_at_end") else source
     from .local_source import LocalBatchSource
     from .sources import GeneratorSource, NdjsonSource
 
@@ -33,3 +34,50 @@ def open_batch_source(settings: Settings, conf: dict[str, Any]):
                           "nor an existing NDJSON file")
     return LocalBatchSource(source, batch_size=batch_size, max_in_flight=max_in_flight,
                             started_ms=int(time.time() * 1000))
+
+
+class StopAtEnd:
+    """A Kafka source for backfills: it reads up to the end offsets of its partitions as of
+    when it first caught up with them, and then reports itself exhausted.
+
+    The end is the larger of ListOffsets and the fetch high watermark (Tansu's ListOffsets can
+    lag the real end). Batches starting at or past the end are held back, never handed out or
+    acked, so nothing arrives after the end-of-input marker and the group's committed offsets
+    stop at the end.
+    """
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.ends: dict[tuple[str, int], int] | None = None
+        self._held: set[str] = set()
+
+    def __getattr__(self, name: str):
+        return getattr(self.source, name)
+
+    def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list:
+        batches = self.source.poll(max_records=max_records, timeout_ms=timeout_ms)
+        if self.ends is None and self.source.caught_up():
+            self.ends = self.source.end_offsets_snapshot()
+        if self.ends is None:
+            return batches
+        out = []
+        for batch in batches:
+            end = self.ends.get(batch.key)
+            if end is not None and batch.first_offset >= end:
+                self._held.add(batch.batch_id)
+            else:
+                out.append(batch)
+        return out
+
+    def exhausted(self) -> bool:
+        if self.ends is None:
+            return False
+        info = self.source.watermark_info()
+        return all(info.get(key, {}).get("next_offset", -1) >= end
+                   for key, end in self.ends.items())
+
+    def input_names(self) -> list[str]:
+        return [f"{topic}-{partition}" for topic, partition in sorted(self.ends or {})]
+
+    def finished(self) -> bool:
+        return self.exhausted() and self.source.reached(self.ends)

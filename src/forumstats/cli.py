@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=7, help="generator seed")
     run.add_argument("--config", default=None, help="config.json (default: ./config.json if any)")
     run.add_argument("--env", default="local", help="environment in config.json (default local)")
+    run.add_argument("--stop-at-end", action="store_true",
+                     help="kafka: read up to the end offsets, close all windows, commit, exit")
+    run.add_argument("--group", default=None, help="kafka: consumer group (default: config)")
     run.add_argument("--multilang", action="store_true",
                      help="run every task as a subprocess over Storm's multi-lang protocol")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -149,8 +152,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         conf["forumstats.source"] = "generator"
         conf["forumstats.generator.events"] = args.events or 300_000
     elif args.source.startswith("kafka://"):
-        raise SourceError("the Kafka source in `forumstats run` is not wired yet; use "
-                          "--source generator or an NDJSON file for now")
+        conf.update(_kafka_conf(args))
     else:
         if not Path(args.source).is_file():
             raise SourceError(f"--source {args.source!r} is neither 'generator', a kafka:// "
@@ -158,6 +160,24 @@ def _overrides(args: argparse.Namespace) -> dict:
         conf["forumstats.source"] = str(Path(args.source).resolve())
         if args.events:
             conf["forumstats.generator.events"] = args.events
+    return conf
+
+
+def _kafka_conf(args: argparse.Namespace) -> dict:
+    from urllib.parse import urlsplit
+
+    from .errors import SourceError
+
+    url = urlsplit(args.source)
+    topics = [t for t in url.path.strip("/").split(",") if t]
+    if not url.netloc or not topics:
+        raise SourceError(f"--source {args.source!r}: write kafka://HOST:PORT[,HOST:PORT]/TOPIC")
+    conf = {"forumstats.source": "kafka", "forumstats.kafka.bootstrap_servers": url.netloc,
+            "forumstats.kafka.topics": topics}
+    if args.group:
+        conf["forumstats.kafka.group_id"] = args.group
+    if args.stop_at_end:
+        conf["forumstats.spout.stop_at_end"] = True
     return conf
 
 

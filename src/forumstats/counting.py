@@ -51,13 +51,19 @@ class BucketCounter:
         self._remaining: dict[str, int] = {}
         self._emitted: dict[int, WindowResult] = {}
         self._rewrite: set[int] = set()
+        self._ended: set[str] = set()  # sources that sent END_OF_INPUT
 
     def add(self, tuple_id: str, source: str, first: int, last: int, max_ts: int | None,
             rows: Iterable[list], now_ms: int) -> AddOutcome:
         if max_ts is not None and max_ts >= END_OF_INPUT:
+            self._ended.add(source)
             self.engine.watermarks.end(source)
             return AddOutcome(ack_now=True)
-        self.engine.watermarks.observe(source, max_ts, now_ms)
+        if source not in self._ended:
+            # A bounded source sends END once all is cut, with batches possibly still in
+            # flight: a replay after END must not revive it (WatermarkTracker.observe would
+            # un-end it, and it would hold the watermark back below end-of-input for good).
+            self.engine.watermarks.observe(source, max_ts, now_ms)
         out = AddOutcome()
         cutoff = self.engine.late_cutoff()
         span = (first, last)

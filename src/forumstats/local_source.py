@@ -26,6 +26,7 @@ class LocalBatchSource:
         self._started_ms = started_ms
         self._in_flight: dict[str, RawBatch] = {}
         self._replay: deque[RawBatch] = deque()
+        self._queued: set[str] = set()  # failed batches waiting in _replay: not in flight
         self._acked: dict[int, int] = {}  # acked batches above the prefix: first -> end
         self._committed = 0
         self._next_first = 0
@@ -34,7 +35,9 @@ class LocalBatchSource:
 
     def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list[RawBatch]:
         if self._replay:
-            return [self._replay.popleft()]
+            batch = self._replay.popleft()
+            self._queued.discard(batch.batch_id)
+            return [batch]
         if self._exhausted or len(self._in_flight) >= self._max_in_flight:
             return []
         batch = self._cut()
@@ -66,6 +69,10 @@ class LocalBatchSource:
         return batch
 
     def ack(self, batch_id: str) -> bool:
+        # As KafkaBatchSource: only a batch in flight can be acked or failed; one failed and
+        # waiting for its replay ignores both (no second replay, no commit past it).
+        if batch_id in self._queued:
+            return False
         batch = self._in_flight.pop(batch_id, None)
         if batch is None:
             return False
@@ -76,8 +83,9 @@ class LocalBatchSource:
 
     def fail(self, batch_id: str) -> bool:
         batch = self._in_flight.get(batch_id)
-        if batch is None:
+        if batch is None or batch_id in self._queued:
             return False
+        self._queued.add(batch_id)
         self._replay.append(RawBatch(batch.topic, batch.partition, batch.first_offset,
                                      batch.last_offset, batch.records, batch.batch_id,
                                      batch.attempt + 1))
@@ -97,6 +105,9 @@ class LocalBatchSource:
     def exhausted(self) -> bool:
         """Every record has been read and cut into a batch (some may still be in flight)."""
         return self._exhausted and not self._replay
+
+    def input_names(self) -> list[str]:
+        return [f"{self.topic}-{self.partition}"]
 
     def finished(self) -> bool:
         """Everything read and every batch acked."""

@@ -119,8 +119,8 @@ class LocalCluster:
         self.roots: dict[int, _Root] = {}
         self._next_id = 0
         self._next_root = 0
-        # Called as observer(component, stream, values, msg_id) for every emitted tuple.
-        self.observers: list[Callable[[str, str, list, Any], None]] = []
+        # Called as observer(component, task_id, stream, values, msg_id) for every emit.
+        self.observers: list[Callable[[str, int, str, list, Any], None]] = []
         self._rng = random.Random(0)
         self._build()
 
@@ -202,6 +202,10 @@ class LocalCluster:
         return progressed
 
     def shutdown(self) -> None:
+        """Deactivate spouts (a spout commits what is acked), then stop every task."""
+        for task in self.tasks.values():
+            if task.is_spout:
+                task.instance.deactivate()
         for task in self.tasks.values():
             close = getattr(task.instance, "close", None)
             if close:
@@ -298,7 +302,7 @@ class LocalCluster:
         stream = msg.get("stream") or "default"
         values = list(msg["tuple"])
         for observer in self.observers:
-            observer(task.component, stream, values, msg.get("id"))
+            observer(task.component, task.task_id, stream, values, msg.get("id"))
         if task.is_spout:
             self.stats.spout_tuples += 1
             msg_id = msg.get("id")
@@ -370,6 +374,9 @@ class _Subprocess:
 
     def fail(self, msg_id: Any) -> None:
         self._relay(self.shell.fail(msg_id))
+
+    def deactivate(self) -> None:
+        self._relay(self.shell.deactivate())
 
     def _relay(self, step: Any) -> None:
         for emit in step.emits:

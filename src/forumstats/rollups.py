@@ -4,12 +4,16 @@ Built from what is durably written (not from memory), so a crash of any task can
 double a rollup: a rollup object is always the sum of the finer objects of its bucket. A small
 checkpoint object per bucket (``_state/rollups-partNNNN.json``) remembers up to where rollups are
 complete, so a restarted sink catches up with every period the watermark passed meanwhile.
+
+Any rollup sizes WindowSettings accepts work, built as the engine builds them
+(``windows.level_plan``): each from the largest smaller level whose size divides it, so
+(15m, 1h) builds 1h from 15m files and (1h, 90m) builds 90m from the base windows; a rollup
+sums exactly the finer files whose windows start inside its period.
 """
 
 from __future__ import annotations
 
 import io
-from itertools import pairwise
 
 import orjson
 import pyarrow as pa
@@ -20,13 +24,20 @@ from .engine import WindowResult
 from .parquet import read_metadata
 from .sink import WindowSink
 from .stores import Store, StoreNotFound
+from .windows import level_plan
+
+HOUR_MS = 3_600_000  # object keys are partitioned by the hour of the window start
 
 
 class StoreRollups:
     def __init__(self, store: Store, part: int, base_ms: int, sizes_ms: tuple[int, ...]) -> None:
         self.store = store
         self.part = part
-        self.levels = (base_ms, *sizes_ms)
+        sizes, sources = level_plan(base_ms, sizes_ms)
+        self.levels = sizes
+        # rollup size -> the size it is built from, ascending (a source before its rollups)
+        self._source = {size: sizes[src] for size, src in zip(sizes, sources, strict=True)
+                        if src is not None}
         self.sink = WindowSink(store, part)
         self._state_key = keys.state_key("rollups", part)
         self._through = self._load()  # per rollup size: periods ending at or before are built
@@ -37,38 +48,46 @@ class StoreRollups:
         already complete."""
         if size_ms == self.levels[0]:
             self._latest_start = max(self._latest_start or start_ms, start_ms)
-        for lower, upper in pairwise(self.levels):
+        for upper, lower in self._source.items():
             if lower != size_ms:
                 continue
             period = start_ms - start_ms % upper
             if period + upper <= self._through.get(upper, -1):
                 self._build(upper, period)
-                size_ms, start_ms = upper, period
+                self.on_written(upper, period)
 
     def advance(self, watermark: int) -> None:
         """Build every period of every rollup level that the watermark completed."""
+        if self._latest_start is None:  # nothing written by this process yet: ask the store
+            self._latest_start = self._last_written()
+        last = self._latest_start
+        if last is None:
+            return  # no data in this bucket at all: nothing to build, nothing to record
         changed = False
-        for lower, upper in pairwise(self.levels):
+        for upper, lower in self._source.items():
             through = self._through.get(upper)
             target = watermark - watermark % upper  # periods ending at or before are complete
-            if through is None:
-                through = self._first_written(lower, target, upper)
+            if through is None:  # no lower objects: start no later than the latest data
+                through = self._first_written(lower, min(target, last - last % upper), upper)
             period = through
             # Periods after the latest written data are empty: an end-of-input watermark
-            # (+infinity) must not walk through them.
-            last = self._latest_start if self._latest_start is not None else target
+            # (+infinity) must not walk through them, and the checkpoint must not claim them
+            # built either (``min``): a restart, or a new run into the same output after an
+            # end of input, may still write minutes there, and those periods must then be
+            # built when complete (not skipped, and not built early by ``on_written``).
             while period + upper <= target and period <= last:
                 self._build(upper, period)
                 period += upper
-            if self._through.get(upper) != target:
-                self._through[upper] = target
+            done = min(target, period)
+            if self._through.get(upper) != done:
+                self._through[upper] = done
                 changed = True
         if changed:
             self.store.put(self._state_key, orjson.dumps(
                 {str(k): v for k, v in self._through.items()}), "application/json")
 
     def _build(self, size_ms: int, start_ms: int) -> None:
-        lower = self.levels[self.levels.index(size_ms) - 1]
+        lower = self._source[size_ms]
         tables, revision = [], 0
         for key in self._part_keys("thread_counts", lower, start_ms, size_ms):
             data = self.store.get(key)
@@ -85,11 +104,17 @@ class StoreRollups:
         self.sink.write_windows([WindowResult(size_ms, start_ms, revision, True, counts)])
 
     def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
+        """This bucket's ``lower`` objects of the windows starting in the period."""
         suffix = f"-part{self.part:04d}.parquet"
+        end = start_ms + size_ms
+        # one listing per hour prefix the period touches, or per lower window when those are
+        # whole hours (a period is aligned to its own size, so to ``lower`` too)
+        step = lower if lower % HOUR_MS == 0 else HOUR_MS
         found = []
-        for hour in range(start_ms, start_ms + size_ms, max(lower, 3_600_000)):
-            prefix = keys.window_prefix(dataset, lower, hour)
-            found += [k for k in self.store.list(prefix) if k.endswith(suffix)]
+        for moment in range(start_ms - start_ms % step, end, step):
+            prefix = keys.window_prefix(dataset, lower, moment)
+            found += [k for k in self.store.list(prefix)
+                      if k.endswith(suffix) and start_ms <= _start_from_key(k) < end]
         return found
 
     def _first_written(self, lower: int, target: int, upper: int) -> int:
@@ -101,6 +126,13 @@ class StoreRollups:
                 start = _start_from_key(key)
                 return start - start % upper
         return target
+
+    def _last_written(self) -> int | None:
+        """Start of the latest base window of this bucket in the store (None: none at all)."""
+        prefix = keys.dataset_prefix("thread_counts", self.levels[0])
+        suffix = f"-part{self.part:04d}.parquet"
+        found = [k for k in self.store.list(prefix) if k.endswith(suffix)]
+        return max(map(_start_from_key, found)) if found else None
 
     def _load(self) -> dict[int, int]:
         try:

@@ -18,7 +18,6 @@ from typing import Any
 from .counting import END_OF_INPUT
 from .errors import ConfigError
 from .localstorm import LocalCluster
-from .settings import Settings
 
 TOPOLOGY_FILE = "topologies/forumstats_topology.py"
 
@@ -66,20 +65,26 @@ class RunObserver:
     """Progress of a run, read off the tuples themselves, so it works the same whether the
     components run in this process or as multi-lang subprocesses."""
 
-    def __init__(self, spout_tasks: int, buckets: int) -> None:
-        self.ends_expected = spout_tasks * buckets
-        self.ends_seen = 0
+    def __init__(self, spout_tasks: int) -> None:
+        self.spout_tasks = spout_tasks
+        self.ended_tasks: set[int] = set()
         self.accepted = 0
         self.dead_letters = 0
         self.windows = 0
         self.watermark: int | None = None
         self.batch_tuples = 0
 
-    def __call__(self, component: str, stream: str, values: list, msg_id) -> None:
+    @property
+    def ended(self) -> bool:
+        """Every spout task sent its end-of-input markers (bounded sources only)."""
+        return len(self.ended_tasks) >= self.spout_tasks
+
+    def __call__(self, component: str, task_id: int, stream: str, values: list,
+                 msg_id) -> None:
         if component == "events" and stream == "batches":
             max_ts, rows = values[4], values[5]
             if max_ts is not None and max_ts >= END_OF_INPUT:
-                self.ends_seen += 1
+                self.ended_tasks.add(task_id)
             elif msg_id is not None and msg_id.split("|")[1] == "0":  # first attempt only
                 self.accepted += sum(row[4] for row in rows)
             self.batch_tuples += 1
@@ -95,8 +100,7 @@ def run_topology(topology: type, conf: dict[str, Any],
                  on_progress: Callable[[Progress], None] | None = None,
                  progress_every_s: float = 0.25, multilang_cwd: str | None = None) -> Progress:
     cluster = LocalCluster(topology, conf, name="forumstats-local", multilang_cwd=multilang_cwd)
-    observer = RunObserver(len(cluster.by_component["events"]),
-                           Settings.from_options(conf).buckets)
+    observer = RunObserver(len(cluster.by_component["events"]))
     cluster.observers.append(observer)
     started = last_report = time.monotonic()
 
@@ -106,8 +110,7 @@ def run_topology(topology: type, conf: dict[str, Any],
         if on_progress and now - last_report >= progress_every_s:
             last_report = now
             on_progress(_progress(cluster, observer, started))
-        return (observer.ends_seen >= observer.ends_expected and not cluster.roots
-                and not cluster.queue)
+        return observer.ended and not cluster.roots and not cluster.queue
 
     try:
         cluster.run(until=done)

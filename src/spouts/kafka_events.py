@@ -33,14 +33,20 @@ class KafkaEventSpout(Spout):
         protect_protocol_stream()
         self.settings = Settings.from_options(storm_conf)
         self.source = open_batch_source(self.settings, storm_conf)
-        self.poll_records = int(storm_conf.get("forumstats.kafka.poll_records", 5000))
+        self.poll_records = int(storm_conf.get("forumstats.spout.poll_records", 5000))
         self.pending: dict[str, set[str]] = {}  # batch id -> tuple ids not yet acked
+        # batch id -> when its records were first received, so that a replay carries the
+        # very same dead letters (received_at included) and rewrites identical content
+        self.received_ms: dict[str, int] = {}
         self.emitted_events = 0
         self.end_sent = False
+        self.announced: set[str] = set()
         self._last_commit = time.monotonic()
 
     def next_tuple(self):
-        for batch in self.source.poll(max_records=self.poll_records, timeout_ms=0):
+        batches = self.source.poll(max_records=self.poll_records, timeout_ms=0)
+        self._announce_inputs()
+        for batch in batches:
             self._emit_batch(batch)
         if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
             self._emit_end_of_input()
@@ -48,6 +54,20 @@ class KafkaEventSpout(Spout):
         if now - self._last_commit >= COMMIT_EVERY_S:
             self.source.commit()
             self._last_commit = now
+
+    def _announce_inputs(self) -> None:
+        """Tell every bucket about each input (partition) before any of its data, so a
+        partition that has sent nothing yet holds the watermark back (until idle) instead of
+        letting a faster partition close windows it still has events for."""
+        if hasattr(self.source, "assignment"):
+            names = [f"{t}-{p}" for t, p in sorted(self.source.assignment())]
+        else:
+            names = self.source.input_names()
+        for name in names:
+            if name not in self.announced:
+                self.announced.add(name)
+                for bucket in range(self.settings.buckets):
+                    self.emit([bucket, name, -1, -1, None, []], stream="batches")
 
     def _emit_batch(self, batch) -> None:
         name = f"{batch.topic}-{batch.partition}"
@@ -57,7 +77,7 @@ class KafkaEventSpout(Spout):
             buckets=self.settings.buckets, source=_source_kind(self.settings),
             topic=batch.topic if self.settings.source == "kafka" else None,
             partition=batch.partition if self.settings.source == "kafka" else None,
-            received_ms=int(time.time() * 1000))
+            received_ms=self.received_ms.setdefault(batch.batch_id, int(time.time() * 1000)))
         if prepared.max_ts is not None:
             self.source.note_event_time(batch.key, prepared.max_ts)
         prefix = f"{batch.batch_id}|{batch.attempt}"
@@ -79,9 +99,9 @@ class KafkaEventSpout(Spout):
 
     def _emit_end_of_input(self) -> None:
         """A bounded source is exhausted: tell every bucket, so all windows close."""
-        name = f"{self.source.topic}-{self.source.partition}"
-        for bucket in range(self.settings.buckets):
-            self.emit([bucket, name, -1, -1, END_OF_INPUT, []], stream="batches")
+        for name in self.source.input_names():
+            for bucket in range(self.settings.buckets):
+                self.emit([bucket, name, -1, -1, END_OF_INPUT, []], stream="batches")
         self.end_sent = True
 
     def ack(self, tup_id):
@@ -92,6 +112,7 @@ class KafkaEventSpout(Spout):
         ids.discard(tup_id)
         if not ids:
             del self.pending[batch_id]
+            self.received_ms.pop(batch_id, None)
             self.source.ack(batch_id)
 
     def fail(self, tup_id):
@@ -104,6 +125,10 @@ class KafkaEventSpout(Spout):
 
     def deactivate(self):
         self.source.commit()
+
+    def close(self):
+        """Not called by Storm (it kills the process); the local runner calls it on exit."""
+        self.source.close()
 
 
 def _source_kind(settings: Settings) -> str:
