@@ -13,8 +13,11 @@ import orjson
 from streamparse import Bolt, Stream
 
 from forumstats.counting import END_OF_INPUT, BucketCounter, Emission
+from forumstats.errors import StoreError
 from forumstats.settings import Settings
+from forumstats.sink import load_written_window
 from forumstats.stdio_guard import protect_protocol_stream
+from forumstats.stores import open_store
 
 WINDOW_FIELDS = ["bucket", "window"]
 DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
@@ -31,13 +34,37 @@ class WindowCountBolt(Bolt):
         protect_protocol_stream()
         self.settings = Settings.from_options(storm_conf)
         self.counters: dict[int, BucketCounter] = {}
+        # Kafka offsets name the same records in every run, so after a restart a window's
+        # written state (with the offsets folded in) is restored before replays reach it.
+        # A local generator/file run starts over and overwrites the windows it produces.
+        # The reads run on the protocol loop: one retry at most, so that a store outage
+        # costs a failed tuple (replayed later), never a heartbeat timeout.
+        self.store = (open_store(self.settings.output,
+                                 endpoint_url=storm_conf.get("forumstats.s3.endpoint_url"),
+                                 retries=1)
+                      if self.settings.source == "kafka" else None)
+
+    def _loader(self, bucket: int):
+        if self.store is None:
+            return None
+        size = self.settings.windows.size_ms
+        return lambda start: load_written_window(self.store, size, start, bucket)
 
     def process(self, tup):
         bucket, source, first, last, max_ts, rows = tup.values
         counter = self.counters.get(bucket)
         if counter is None:
-            counter = self.counters[bucket] = BucketCounter(self.settings.windows)
-        outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms())
+            counter = self.counters[bucket] = BucketCounter(self.settings.windows,
+                                                            load=self._loader(bucket))
+        try:
+            outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms())
+        except StoreError as exc:
+            # A window's written state could not be read: counting now could count a replay
+            # twice. Nothing was changed; fail the tuple so that Storm replays the batch.
+            self.logger.warning("tuple %s failed for replay: cannot restore its windows: %s",
+                                tup.id, exc)
+            self.fail(tup)
+            return
         if outcome.too_late:
             records = _too_late_records(outcome.too_late, source, first, counter.engine.watermark)
             self.emit([source, first, last, f"late{bucket}", records], stream="dead_letters",

@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _add_read_args(query)
+    dashboard = commands.add_parser("dashboard", help="serve a live web page over latest/")
+    _add_read_args(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                           "(default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8787, help="port (default 8787; 0: any)")
+    dashboard.add_argument("--stale-after", default="2m", help="warn when the watermark is older "
+                           "than this (server clock; default 2m)")
+    dashboard.add_argument("--refresh", default="5s", help="page refresh interval (default 5s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return _top(args)
         if args.command == "query":
             return _query(args)
+        if args.command == "dashboard":
+            return _dashboard(args)
     except ForumstatsError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
@@ -137,6 +147,26 @@ def _query(args: argparse.Namespace) -> int:
         for row in df.itertuples(index=False):
             table.add_row(*(str(v) for v in row))
         Console().print(table)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from .dashboard.server import make_server
+    from .durations import parse_duration
+    from .stores import open_store
+
+    store = open_store(args.source, endpoint_url=args.endpoint_url, retries=1)
+    server = make_server(store, args.host, args.port,
+                         stale_after_ms=parse_duration(args.stale_after),
+                         refresh_ms=parse_duration(args.refresh))
+    console.print(f"[bold]forumstats dashboard[/] on {server.url} over {store.url} "
+                  "(Ctrl-C stops it)", highlight=False, soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

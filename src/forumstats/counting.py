@@ -9,11 +9,15 @@ Each input is a batch's partial counts for one key bucket, identified by its sou
 * An input is acked only after every window it touched has been emitted for writing, and the
   emission is anchored to it, so the Storm tuple tree completes only when the file is written.
 * Rows for a window past its allowed lateness are returned as too late, never dropped.
+* After a restart, a window touched for the first time is first restored from what was
+  written for it (counts, revision and the offset ranges folded in, from the file's metadata),
+  so a replay of ranges already in the file is recognised and a window is never rewritten
+  with less than it held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from .engine import WindowEngine, WindowResult
@@ -32,6 +36,15 @@ class Emission:
     watermark: int
 
 
+@dataclass(frozen=True)
+class WrittenWindow:
+    """What an earlier process wrote for a window: the state to restore after a restart."""
+
+    revision: int
+    counts: dict[tuple[str, str, str], int]
+    offsets: dict[str, list[Range]]
+
+
 @dataclass
 class AddOutcome:
     too_late: list[list] = field(default_factory=list)  # rows [start, forum, thread, type, n]
@@ -42,8 +55,11 @@ class AddOutcome:
 class BucketCounter:
     """Level-0 windows of one key bucket; rollups are built downstream from written files."""
 
-    def __init__(self, settings: WindowSettings) -> None:
+    def __init__(self, settings: WindowSettings,
+                 load: Callable[[int], WrittenWindow | None] | None = None) -> None:
         self.engine = WindowEngine(replace(settings, rollup_sizes_ms=()), rolling=False)
+        self._load = load  # start_ms -> what was written for that window, if anything
+        self._checked: set[int] = set()
         self.size_ms = settings.size_ms
         self.lateness = settings.allowed_lateness_ms
         self._folded: dict[int, dict[str, set[Range]]] = {}
@@ -59,6 +75,15 @@ class BucketCounter:
             self._ended.add(source)
             self.engine.watermarks.end(source)
             return AddOutcome(ack_now=True)
+        rows = list(rows)
+        if self._load is not None:
+            # Restore every window this input touches before changing anything (watermark
+            # included): if the store cannot be read, the caller fails the tuple and the
+            # replay finds everything as it was.
+            cutoff = self.engine.late_cutoff()
+            for start in sorted({row[0] for row in rows}):
+                if start not in self._checked and start > cutoff:
+                    self._restore(start)
         if source not in self._ended:
             # A bounded source sends END once all is cut, with batches possibly still in
             # flight: a replay after END must not revive it (WatermarkTracker.observe would
@@ -114,6 +139,20 @@ class BucketCounter:
         self._purge(watermark)
         return emissions, acks
 
+    def _restore(self, start: int) -> None:
+        if start in self._folded:
+            self._checked.add(start)
+            return
+        written = self._load(start)  # may raise: then not checked, the replay tries again
+        self._checked.add(start)
+        if written is None:
+            return
+        self.engine.restore(start, written.counts, written.revision)
+        self._folded[start] = {src: {tuple(r) for r in spans}
+                               for src, spans in written.offsets.items()}
+        self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
+                                            dict(written.counts))
+
     def _emission(self, result: WindowResult, watermark: int) -> Emission:
         start = result.start_ms
         offsets = {src: sorted(spans) for src, spans in sorted(self._folded.get(start, {}).items())}
@@ -125,6 +164,7 @@ class BucketCounter:
         for start in [s for s in self._folded if s + self.size_ms + self.lateness <= watermark]:
             self._folded.pop(start, None)
             self._emitted.pop(start, None)
+        self._checked = {s for s in self._checked if s + self.size_ms + self.lateness > watermark}
 
     def held_tuples(self) -> int:
         return len(self._remaining)

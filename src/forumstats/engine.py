@@ -148,6 +148,11 @@ class WindowEngine:
         ``add_partial``, so users of a too-late event are never counted either)."""
         return self.distinct.add_users(users, self.late_cutoff())
 
+    def restore(self, start_ms: int, counts: Mapping[CountKey, int], revision: int) -> None:
+        """Seed a base window from what was written before a restart: final at ``revision``
+        with ``counts``; later additions restate it with the next revision."""
+        self.levels[0].windows[start_ms] = _Window(dict(counts), revision, {})
+
     def late_cutoff(self) -> int:
         """Level-0 windows starting at or before this are closed for good (too late)."""
         return self.watermarks.current - self.lateness - self.size_ms

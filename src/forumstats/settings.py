@@ -65,6 +65,13 @@ class Settings:
     buckets: int = 4  # key buckets: count/sink parallelism unit and output file "part"
     source: str = "kafka"  # kafka | generator | PATH.ndjson (the local runner sets this)
 
+    def __post_init__(self) -> None:
+        # The engine works at any grain; the output keys name windows to the minute.
+        if self.windows.size_ms % 60_000:
+            raise ConfigError(f"forumstats.window of {self.windows.size_ms} ms is not a whole "
+                              "number of minutes: object keys name windows to the minute; "
+                              "use 1m or more")
+
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
         """Build settings from a flat ``forumstats.*`` options mapping; unknown keys fail."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import pyarrow.parquet as pq
+
 from . import keys
+from .counting import WrittenWindow
 from .deadletters import DeadLetter
 from .engine import WindowResult
-from .parquet import dead_letters_table, encode_table, encode_window
-from .stores import Store
+from .parquet import dead_letters_table, encode_table, encode_window, read_metadata
+from .stores import Store, StoreNotFound
 
 
 @dataclass
@@ -49,3 +53,21 @@ class WindowSink:
         self.store.put(key, encode_table(dead_letters_table(records)))
         self.stats.objects_written += 1
         self.stats.dead_letters_written += len(records)
+
+
+def load_written_window(store: Store, size_ms: int, start_ms: int, part: int
+                        ) -> WrittenWindow | None:
+    """What was written for one window of one bucket (counts, revision, folded offset
+    ranges), or None if nothing was: the state a restarted counting task restores."""
+    try:
+        data = store.get(keys.window_key("thread_counts", size_ms, start_ms, part))
+    except StoreNotFound:
+        return None
+    table = pq.read_table(io.BytesIO(data), columns=["forum", "thread", "type", "count"])
+    meta = read_metadata(data)
+    counts = dict(zip(zip(table["forum"].to_pylist(), table["thread"].to_pylist(),
+                          table["type"].to_pylist(), strict=True),
+                      table["count"].to_pylist(), strict=True))
+    offsets = {src: [tuple(span) for span in spans]
+               for src, spans in (meta.get("offsets") or {}).items()}
+    return WrittenWindow(int(meta.get("revision", 1)), counts, offsets)

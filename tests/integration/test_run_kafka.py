@@ -86,3 +86,31 @@ def test_kafka_backfill_to_s3_equals_batch_truth(mode, tansu, seaweed, s3_bucket
     committed = {tp.partition: consumer.committed(tp) for tp in parts}
     consumer.close()
     assert committed == {p: EVENTS // 4 for p in range(4)}
+
+
+def test_full_replay_into_existing_output_counts_nothing_twice(tansu, seaweed, s3_bucket,
+                                                                produced):
+    """A second consumer group replays the whole topic into the same output, as after losing
+    every committed offset: windows are restored from their files, replayed ranges are
+    recognised, and the output is unchanged (not doubled)."""
+    topic, _ndjson = produced
+    out = f"s3://{s3_bucket}/stats"
+    fs = pafs.S3FileSystem(endpoint_override=seaweed.endpoint_url, scheme="http",
+                           access_key=seaweed.access_key, secret_key=seaweed.secret_key,
+                           region=seaweed.region)
+
+    def counts():
+        table = ds.dataset(f"{s3_bucket}/stats/thread_counts/window=1m", filesystem=fs,
+                           format="parquet", partitioning="hive").to_table()
+        return sorted(zip(table["window_start"].to_pylist(), table["forum"].to_pylist(),
+                          table["thread"].to_pylist(), table["type"].to_pylist(),
+                          table["count"].to_pylist(), strict=True))
+
+    for group in ("replay-a", "replay-b"):
+        assert main(["run", "--quiet", "--source", f"kafka://{tansu.bootstrap}/{topic}",
+                     "--stop-at-end", "--group", group, "--output", out,
+                     "--endpoint-url", seaweed.endpoint_url]) == 0
+        if group == "replay-a":
+            first = counts()
+    assert counts() == first
+    assert sum(row[4] for row in first) > 0

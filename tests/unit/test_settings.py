@@ -51,3 +51,8 @@ def test_repo_config_json_envs_are_valid():
         Settings.from_options(load_options("config.json", env))
     with pytest.raises(ConfigError, match="no environment"):
         load_options("config.json", "staging")
+
+
+def test_sub_minute_windows_are_refused_since_keys_name_minutes():
+    with pytest.raises(ConfigError, match="whole number of minutes"):
+        Settings.from_options({"forumstats.window": "30s"})
