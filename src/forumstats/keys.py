@@ -14,6 +14,7 @@ event field, so no forum or thread name can shape a path.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timezone
 
@@ -25,6 +26,7 @@ DEAD_LETTERS = "dead_letters"
 LATEST_PREFIX = "latest/"
 MANIFEST_KEY = "latest/manifest.json"
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LONG_SAFE = re.compile(r"^[A-Za-z0-9_.-]{65,300}$")
 
 
 def _utc(ms: int) -> datetime:
@@ -56,12 +58,20 @@ def dead_letters_key(source_ms: int, source: str, first: int, last: int, origin:
     """Dead letters of one input range [first, last] found by one ``origin`` (the spout, or a
     counting bucket for too-late events). ``source_ms`` must not change on a replay (the
     source's own record timestamp), so a replay rewrites the same object."""
-    for name in (source, origin):
-        if not _SAFE.match(name):
-            raise ConfigError(f"name {name!r} is not usable in a key: use letters, digits, "
-                              "'_', '.', '-' only")
+    source, origin = _key_name(source), _key_name(origin)
     return (f"{DEAD_LETTERS}/{partition_path(source_ms)}/"
             f"dead_letters-{source}-{first:012d}-{last:012d}-{origin}.parquet")
+
+
+def _key_name(name: str) -> str:
+    """A configured name (topic-partition, origin) as a key part. Kafka topic names may be up
+    to 249 characters: long ones are shortened with a hash, so they stay distinct."""
+    if _SAFE.match(name):
+        return name
+    if _LONG_SAFE.match(name):
+        return f"{name[:40]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    raise ConfigError(f"name {name!r} is not usable in a key: use letters, digits, "
+                      "'_', '.', '-' only")
 
 
 SNAPSHOTS_PREFIX = f"{LATEST_PREFIX}snapshots/"
