@@ -21,6 +21,9 @@ run: $(VENV)/.run-installed
 	$(VENV)/bin/forumstats run $(ARGS)
 
 test: $(VENV)/.test-installed
+	@# Chromium for the dashboard's browser test: installed when running as root (CI);
+	@# elsewhere the test says how to install it and skips, unless CI is set.
+	-bash scripts/ensure-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed

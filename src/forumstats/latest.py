@@ -79,7 +79,6 @@ class LatestView:
 
     def _advance(self, state: _Bucket, watermark: int) -> None:
         state.watermark = max(state.watermark, watermark)
-        state.rolling.advance(state.watermark)
         horizon = self._series_end() - HOUR_MS - self.settings.windows.allowed_lateness_ms
         for start in [s for s in state.final_minutes if s < horizon]:
             del state.final_minutes[start]
@@ -97,8 +96,20 @@ class LatestView:
 
     def documents(self) -> dict[str, Any]:
         """The snapshot documents, by kind."""
+        self._align_rolling()
         return {"series": self._series(), "rolling": self._rolling(),
                 "trending": self._trending(), "open_windows": self._open_windows()}
+
+    def _align_rolling(self) -> None:
+        """Bring every bucket's rolling totals to one end: the combined watermark, or once all
+        input ended, the end of the latest data of any bucket. Buckets cover disjoint forums,
+        so their periods must match for sums and rankings across them to mean anything."""
+        for b in self._buckets.values():
+            b.rolling.advance(self.watermark)
+        ends = [b.rolling.end_ms for b in self._buckets.values() if b.rolling.end_ms is not None]
+        if ends:
+            for b in self._buckets.values():
+                b.rolling.advance(max(ends))
 
     def _series(self) -> dict:
         end = self._series_end()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.components.multilang import STREAMPARSE_RUN, ShellBolt, ShellSpout
+from tests.components.project import SRC, fresh_topology
 
 SAMPLE_RESOURCES = Path(__file__).parent / "sample_components"
 
@@ -72,3 +73,18 @@ def run_spout(tmp_path):
     yield start
     for spout in started:
         spout.close()
+
+
+@pytest.fixture(scope="module")
+def topology():
+    """A fresh copy of the project's topology class for this module."""
+    return fresh_topology()
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory):
+    """Storm's extracted ``resources/`` folder: the contents of ``src/``."""
+    res = tmp_path_factory.mktemp("resources")
+    for package in ("spouts", "bolts", "forumstats"):
+        (res / package).symlink_to(SRC / package, target_is_directory=True)
+    return res

@@ -16,12 +16,8 @@ store it cannot read costs a failed (replayed) tuple, never the worker.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from tests.components.multilang import (
@@ -34,15 +30,12 @@ from tests.components.multilang import (
     component_conf,
     context_from_topology,
 )
+from tests.components.project import CONFIG, SRC, worker_env
 
 from forumstats import devservices
 from forumstats.counting import END_OF_INPUT
 from forumstats.topology_config import topology_options
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-CONFIG = ROOT / "config.json"
-TOPOLOGY_FILE = ROOT / "topologies" / "forumstats_topology.py"
 SCRIPT = "bolts.window_count.WindowCountBolt"
 W = 1_767_225_600_000  # 2026-01-01T00:00Z, a window start
 MIN = 60_000
@@ -91,26 +84,8 @@ class UnguardedPrintingCountBolt(PrintingCountBolt):
 # --------------------------------------------------------------------------- helpers
 
 
-def load_topology():
-    """A fresh copy of the topology module under a unique name."""
-    name = f"forumstats_topology_counts_{uuid.uuid4().hex}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FORUMSTATS_CONFIG", str(CONFIG))
-        mp.setenv("FORUMSTATS_ENV", "local")
-        spec = importlib.util.spec_from_file_location(name, TOPOLOGY_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module.ForumStats
 
 
-def worker_env(unbuffered: bool = False) -> dict[str, str]:
-    drop = ("AWS_", "FORUMSTATS_", "PYTEST_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    for key in ("PYTHONUNBUFFERED", "PYTHONPATH"):
-        env.pop(key, None)
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def topology_conf(**extra) -> dict:
@@ -127,9 +102,6 @@ def end_marker(bucket: int, source="p-0") -> list:
     return [bucket, source, -1, -1, END_OF_INPUT, []]
 
 
-@pytest.fixture(scope="module")
-def topology():
-    return load_topology()
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +128,7 @@ def run_bolt(topology, resources, tmp_path):
         kwargs.setdefault("workdir", tmp_path / f"{component}{len(started)}")
         kind = ShellSpout if component == "events" else ShellBolt
         conf = topology_conf(**(conf or {}))
-        child_env = {**worker_env(unbuffered), **(env or {})}
+        child_env = worker_env(unbuffered=unbuffered, extra=env)
         if script is None:
             shell = kind.from_topology(topology, component, cwd=resources, conf=conf,
                                        env=child_env, **kwargs)

@@ -14,24 +14,17 @@ The S3 test runs its own SeaweedFS, so stopping it disturbs no other test.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
-import os
 import time
-import uuid
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from tests.components.multilang import STREAMPARSE_RUN, ShellBolt, SubprocessExited
+from tests.components.project import CONFIG, worker_env
 
 from forumstats import devservices, keys
 from forumstats.topology_config import topology_options
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-CONFIG = ROOT / "config.json"
-TOPOLOGY_FILE = ROOT / "topologies" / "forumstats_topology.py"
 SCRIPT = "bolts.parquet_sink.ParquetSinkBolt"
 W = 1_767_225_600_000  # 2026-01-01T00:00Z
 MIN = 60_000
@@ -41,25 +34,8 @@ DATASETS = ("thread_counts", "forum_counts")
 # --------------------------------------------------------------------------- helpers
 
 
-def load_topology():
-    """A fresh copy of the topology module under a unique name."""
-    name = f"forumstats_topology_sink_{uuid.uuid4().hex}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FORUMSTATS_CONFIG", str(CONFIG))
-        mp.setenv("FORUMSTATS_ENV", "local")
-        spec = importlib.util.spec_from_file_location(name, TOPOLOGY_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module.ForumStats
 
 
-def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    drop = ("AWS_", "FORUMSTATS_", "PYTEST_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    for key in ("PYTHONUNBUFFERED", "PYTHONPATH"):
-        env.pop(key, None)
-    env.update(extra or {})
-    return env
 
 
 def window(start: int, rows: list, *, watermark: int | None = None, revision: int = 1) -> dict:
@@ -72,17 +48,8 @@ def window_keys(bucket: int, start: int) -> list[str]:
     return [keys.window_key(d, MIN, start, bucket) for d in DATASETS]
 
 
-@pytest.fixture(scope="module")
-def topology():
-    return load_topology()
 
 
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory):
-    res = tmp_path_factory.mktemp("resources")
-    for package in ("spouts", "bolts", "forumstats"):
-        (res / package).symlink_to(SRC / package, target_is_directory=True)
-    return res
 
 
 @pytest.fixture
@@ -94,7 +61,7 @@ def run_sink(topology, resources, tmp_path):
         merged = dict(topology_options(str(CONFIG), "local").options)
         merged.update(conf)
         bolt = ShellBolt.from_topology(topology, "sink", cwd=resources, conf=merged,
-                                       env=worker_env(env), **kwargs)
+                                       env=worker_env(extra=env), **kwargs)
         started.append(bolt)
         return bolt
 
@@ -194,11 +161,12 @@ def test_tuples_are_acked_only_after_their_files_are_written(run_sink, tmp_path)
 
 
 def test_a_write_that_cannot_succeed_is_an_error_and_does_not_block_the_rest(run_sink, tmp_path):
-    """A real failure (here a source name the key layout rejects) is reported with Storm's
-    ``error`` command and the tuple failed for replay; the writes queued behind it go on."""
+    """A real failure (here a source name the key layout rejects: a '/' could shape a path)
+    is reported with Storm's ``error`` command and the tuple failed for replay; the writes
+    queued behind it go on."""
     out = tmp_path / "out"
     sink = run_sink({"forumstats.output": str(out)})
-    bad_source = "t" * 70 + "-0"  # a legal Kafka topic name, too long for a key part
+    bad_source = "../t-0"
     record = ["bad_json", "truncated", base64.b64encode(b"{").decode("ascii"), "kafka",
               "t" * 70, 0, 5, W, W]
     poisoned = sink.send_tuple([bad_source, 5, 5, "spout", [record]],

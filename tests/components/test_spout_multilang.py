@@ -16,15 +16,12 @@ the Storm conf only.
 from __future__ import annotations
 
 import base64
-import importlib.util
-import os
 import re
-import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from tests.components.multilang import STREAMPARSE_RUN, ShellSpout
+from tests.components.project import CONFIG, worker_env
 
 from forumstats.batching import bucket_of
 from forumstats.counting import END_OF_INPUT
@@ -33,10 +30,6 @@ from forumstats.settings import EventContract, Settings
 from forumstats.sources import GeneratorSource
 from forumstats.topology_config import topology_options
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-CONFIG = ROOT / "config.json"
-TOPOLOGY_FILE = ROOT / "topologies" / "forumstats_topology.py"
 SCRIPT = "spouts.kafka_events.KafkaEventSpout"
 SOURCE = "generator-0"  # the local source's topic "generator", pseudo-partition 0
 ID_RE = re.compile(
@@ -49,26 +42,8 @@ BATCH_SIZE = 500
 # --------------------------------------------------------------------------- helpers
 
 
-def load_topology():
-    """A fresh copy of the topology module under a unique name (streamparse mutates the
-    Thrift objects of a topology class in place, so nothing is shared between files)."""
-    name = f"forumstats_topology_spout_{uuid.uuid4().hex}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FORUMSTATS_CONFIG", str(CONFIG))
-        mp.setenv("FORUMSTATS_ENV", "local")
-        spec = importlib.util.spec_from_file_location(name, TOPOLOGY_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module.ForumStats
 
 
-def worker_env() -> dict[str, str]:
-    """The environment of a Storm worker: no buffering override, no test-only variables."""
-    drop = ("AWS_", "FORUMSTATS_", "PYTEST_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    for key in ("PYTHONUNBUFFERED", "PYTHONPATH"):
-        env.pop(key, None)
-    return env
 
 
 def generator_conf(events: int, **extra) -> dict:
@@ -99,18 +74,8 @@ def parse_id(msg_id: str) -> dict:
     return match.groupdict()
 
 
-@pytest.fixture(scope="module")
-def topology():
-    return load_topology()
 
 
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory):
-    """Storm's extracted ``resources/`` folder: the contents of ``src/``."""
-    res = tmp_path_factory.mktemp("resources")
-    for package in ("spouts", "bolts", "forumstats"):
-        (res / package).symlink_to(SRC / package, target_is_directory=True)
-    return res
 
 
 @pytest.fixture
