@@ -19,8 +19,7 @@ class LocalBatchSource:
                  max_in_flight: int, started_ms: int) -> None:
         self.topic = source.name
         self.partition = 0
-        self._records: Iterator[tuple[bytes, int]] = (
-            item for batch in source.batches(batch_size) for item in batch)
+        self._records: Iterator[tuple[bytes, int]] = source.records()
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
         self._started_ms = started_ms

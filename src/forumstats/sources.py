@@ -1,20 +1,17 @@
 """Bounded local sources for the runner: the built-in generator and NDJSON files.
 
-A source yields batches of ``(raw_bytes, position)``; position is the 0-based record number.
-(The Kafka source lives in forumstats.kafka_source.)
+A source yields records ``(raw_bytes, position)``; position is the 0-based record number.
+forumstats.local_source cuts them into batches; the Kafka source is forumstats.kafka_source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 from .errors import SourceError
 from .generator import generate
-
-Batch = list[tuple[bytes, int]]
 
 
 @dataclass(frozen=True)
@@ -24,11 +21,10 @@ class GeneratorSource:
     events_per_second: float = 50.0
     name: str = "generator"
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        stream = enumerate(generate(self.events, seed=self.seed,
-                                    events_per_second=self.events_per_second))
-        while batch := [(raw, pos) for pos, raw in islice(stream, batch_size)]:
-            yield batch
+    def records(self) -> Iterator[tuple[bytes, int]]:
+        for pos, raw in enumerate(generate(self.events, seed=self.seed,
+                                           events_per_second=self.events_per_second)):
+            yield raw, pos
 
 
 @dataclass(frozen=True)
@@ -37,23 +33,16 @@ class NdjsonSource:
     limit: int | None = None
     name: str = "file"
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
+    def records(self) -> Iterator[tuple[bytes, int]]:
         try:
             handle = open(self.path, "rb")
         except OSError as exc:
             raise SourceError(f"cannot open NDJSON input {self.path}: {exc.strerror}; "
                               "pass an existing file to --source") from exc
         with handle:
-            batch: Batch = []
             for pos, line in enumerate(handle):
                 if self.limit is not None and pos >= self.limit:
                     break
                 line = line.rstrip(b"\r\n")
-                if not line.strip():
-                    continue  # blank lines are separators, not records
-                batch.append((line, pos))
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+                if line.strip():  # blank lines are separators, not records
+                    yield line, pos

@@ -60,8 +60,7 @@ def generator_conf(events: int, **extra) -> dict:
 
 def expected_records(events: int) -> list[tuple[bytes, int]]:
     """The records the spout's generator source reads: (raw bytes, offset)."""
-    return [item for batch in GeneratorSource(events=events, seed=SEED).batches(BATCH_SIZE)
-            for item in batch]
+    return list(GeneratorSource(events=events, seed=SEED).records())
 
 
 def end_markers(spout: ShellSpout) -> list:

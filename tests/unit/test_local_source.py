@@ -136,19 +136,18 @@ def test_committable_prefix_stops_at_the_first_unacked_batch(tmp_path):
 
 
 class ListSource:
-    """The source interface LocalBatchSource uses (``name``, ``batches``), over a list of
+    """The source interface LocalBatchSource uses (``name``, ``records``), over a list of
     positions; missing positions play blank NDJSON lines."""
 
     name = "list"
 
     def __init__(self, positions: list[int], read_size: int) -> None:
         self.positions = positions
-        self.read_size = read_size  # the source's own batching differs from the cuts
+        self.read_size = read_size  # kept for the test's parameters; records are one stream
 
-    def batches(self, batch_size: int):
-        items = [(f'{{"p": {p}}}'.encode(), p) for p in self.positions]
-        for i in range(0, len(items), self.read_size):
-            yield items[i:i + self.read_size]
+    def records(self):
+        for p in self.positions:
+            yield f'{{"p": {p}}}'.encode(), p
 
 
 @settings(max_examples=150, deadline=None)
