@@ -80,7 +80,16 @@ class ParquetSinkBolt(Bolt):
         counts = {(f, t, k): n for f, t, k, n in payload["rows"]}
         result = WindowResult(payload["size"], payload["start"], payload["revision"],
                               payload["final"], counts)
-        self._sink(bucket).write_windows([result], payload["offsets"])
+        sink = self._sink(bucket)
+        users = payload.get("users")
+        if users is not None:  # before the counts: restored with them after a restart
+            b64 = base64.b64decode
+            sink.write_users(result.size_ms, result.start_ms, users["revision"],
+                             [(f, t, e, lo, hi, b64(sk)) for f, t, e, lo, hi, sk
+                              in users["threads"]],
+                             [(f, None, e, lo, hi, b64(sk)) for f, e, lo, hi, sk
+                              in users["forums"]])
+        sink.write_windows([result], payload["offsets"])
         rollups = self.rollups.get(bucket)
         if rollups is None:
             rollups = self.rollups[bucket] = StoreRollups(

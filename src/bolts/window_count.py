@@ -34,6 +34,9 @@ class WindowCountBolt(Bolt):
         protect_protocol_stream()
         self.settings = Settings.from_options(storm_conf)
         self.counters: dict[int, BucketCounter] = {}
+        # Keep closed windows' folded ranges for two message timeouts of wall-clock time, so
+        # that a timed-out tuple replayed after event time raced ahead is still recognised.
+        self.retain_ms = 2 * 1000 * int(storm_conf.get("topology.message.timeout.secs", 30))
         # Kafka offsets name the same records in every run, so after a restart a window's
         # written state (with the offsets folded in) is restored before replays reach it.
         # A local generator/file run starts over and overwrites the windows it produces.
@@ -51,13 +54,14 @@ class WindowCountBolt(Bolt):
         return lambda start: load_written_window(self.store, size, start, bucket)
 
     def process(self, tup):
-        bucket, source, first, last, max_ts, rows = tup.values
+        bucket, source, first, last, max_ts, rows, users = tup.values
         counter = self.counters.get(bucket)
         if counter is None:
             counter = self.counters[bucket] = BucketCounter(self.settings.windows,
-                                                            load=self._loader(bucket))
+                                                            load=self._loader(bucket),
+                                                            retain_ms=self.retain_ms)
         try:
-            outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms())
+            outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms(), users)
         except StoreError as exc:
             # A window's written state could not be read: counting now could count a replay
             # twice. Nothing was changed; fail the tuple so that Storm replays the batch.
@@ -107,7 +111,22 @@ def window_payload(emission: Emission) -> dict:
     return {"size": result.size_ms, "start": result.start_ms, "revision": result.revision,
             "final": result.final, "watermark": emission.watermark,
             "rows": [[f, t, k, n] for (f, t, k), n in sorted(result.counts.items())],
-            "offsets": {src: [list(r) for r in spans] for src, spans in emission.offsets.items()}}
+            "offsets": {src: [list(r) for r in spans] for src, spans in emission.offsets.items()},
+            "users": _users_payload(emission.distinct)}
+
+
+def _users_payload(distinct) -> dict | None:
+    """Distinct users as JSON: [forum, (thread,) estimate, lower, upper, base64 sketch]."""
+    if distinct is None:
+        return None
+    b64 = base64.b64encode
+    return {"revision": distinct.revision, "lg_k": distinct.lg_k,
+            "threads": [[f, t, d.estimate, d.lower_bound, d.upper_bound,
+                         b64(d.sketch).decode("ascii")]
+                        for (f, t), d in sorted(distinct.threads.items())],
+            "forums": [[f, d.estimate, d.lower_bound, d.upper_bound,
+                        b64(d.sketch).decode("ascii")]
+                       for f, d in sorted(distinct.forums.items())]}
 
 
 def _too_late_records(rows, source: str, first: int, watermark: int) -> list:

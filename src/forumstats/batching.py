@@ -26,6 +26,8 @@ def bucket_of(forum: str, buckets: int) -> int:
 @dataclass
 class PreparedBatch:
     rows_by_bucket: dict[int, list[Row]] = field(default_factory=dict)
+    # per bucket: [window_start, forum, thread, [user ids]] for events that name a user
+    users_by_bucket: dict[int, list[list]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     accepted: int = 0
     max_ts: int | None = None
@@ -36,6 +38,7 @@ def prepare_batch(records: Iterable[tuple[int, bytes]], *, contract: EventContra
                   partition: int | None, received_ms: int) -> PreparedBatch:
     """Validate ``(offset, raw)`` records; count accepted ones per bucket, window and key."""
     counts: dict[tuple[int, str, str, str], int] = {}
+    users: dict[tuple[int, str, str], set[str]] = {}
     get = counts.get
     out = PreparedBatch()
     max_ts = None
@@ -46,8 +49,11 @@ def prepare_batch(records: Iterable[tuple[int, bytes]], *, contract: EventContra
                                        offset, received_ms))
             continue
         ts = ev.ts_ms
-        key = (ts - ts % size_ms, ev.forum, ev.thread, ev.type)
+        start = ts - ts % size_ms
+        key = (start, ev.forum, ev.thread, ev.type)
         counts[key] = get(key, 0) + 1
+        if ev.user is not None:
+            users.setdefault((start, ev.forum, ev.thread), set()).add(ev.user)
         if max_ts is None or ts > max_ts:
             max_ts = ts
     out.max_ts = max_ts
@@ -58,4 +64,7 @@ def prepare_batch(records: Iterable[tuple[int, bytes]], *, contract: EventContra
             bucket = bucket_cache[forum] = bucket_of(forum, buckets)
         out.rows_by_bucket.setdefault(bucket, []).append([start, forum, thread, kind, n])
         out.accepted += n
+    for (start, forum, thread), names in users.items():
+        out.users_by_bucket.setdefault(bucket_cache[forum], []).append(
+            [start, forum, thread, sorted(names)])
     return out

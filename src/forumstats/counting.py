@@ -13,6 +13,12 @@ Each input is a batch's partial counts for one key bucket, identified by its sou
   written for it (counts, revision and the offset ranges folded in, from the file's metadata),
   so a replay of ranges already in the file is recognised and a window is never rewritten
   with less than it held.
+* A window's folded ranges (and its last emitted content) are kept after the watermark passes
+  its end + allowed lateness until ``retain_ms`` of wall-clock time has passed since an input
+  last touched it (the bolt passes twice ``topology.message.timeout.secs``): a replay of a
+  counted range (a sink write timed out, a bolt worker died) can arrive long after event time
+  raced ahead, and must be recognised as a replay (the window is rewritten, same content),
+  not reported too late.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from .distinct import DistinctResult
 from .engine import WindowEngine, WindowResult
 from .settings import WindowSettings
 from .watermarks import POS_INF
@@ -34,6 +41,7 @@ class Emission:
     offsets: dict[str, list[Range]]
     anchors: list[str]
     watermark: int
+    distinct: DistinctResult | None = None  # distinct users of the window, if any were named
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class WrittenWindow:
     revision: int
     counts: dict[tuple[str, str, str], int]
     offsets: dict[str, list[Range]]
+    sketches: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (forum, thread)
 
 
 @dataclass
@@ -56,7 +65,8 @@ class BucketCounter:
     """Level-0 windows of one key bucket; rollups are built downstream from written files."""
 
     def __init__(self, settings: WindowSettings,
-                 load: Callable[[int], WrittenWindow | None] | None = None) -> None:
+                 load: Callable[[int], WrittenWindow | None] | None = None,
+                 retain_ms: int = 0) -> None:
         self.engine = WindowEngine(replace(settings, rollup_sizes_ms=()), rolling=False)
         self._load = load  # start_ms -> what was written for that window, if anything
         self._checked: set[int] = set()
@@ -68,9 +78,14 @@ class BucketCounter:
         self._emitted: dict[int, WindowResult] = {}
         self._rewrite: set[int] = set()
         self._ended: set[str] = set()  # sources that sent END_OF_INPUT
+        self.retain_ms = retain_ms
+        self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
+        self._distinct: dict[int, DistinctResult] = {}  # latest distinct users per window
 
     def add(self, tuple_id: str, source: str, first: int, last: int, max_ts: int | None,
-            rows: Iterable[list], now_ms: int) -> AddOutcome:
+            rows: Iterable[list], now_ms: int, users: Iterable[list] = ()) -> AddOutcome:
+        """``rows``: [start, forum, thread, type, n]; ``users``: [start, forum, thread, [ids]]
+        (counted into HLL sketches, which a replay cannot inflate)."""
         if max_ts is not None and max_ts >= END_OF_INPUT:
             self._ended.add(source)
             self.engine.watermarks.end(source)
@@ -96,6 +111,7 @@ class BucketCounter:
         for start, forum, thread, kind, n in rows:
             by_window.setdefault(start, {})[(start, forum, thread, kind)] = n
         touched = 0
+        new_windows: set[int] = set()
         for start, partial in by_window.items():
             folded = self._folded.get(start, {}).get(source)
             if folded is not None and span in folded:  # a replay: never count twice
@@ -108,8 +124,14 @@ class BucketCounter:
             else:
                 self._folded.setdefault(start, {}).setdefault(source, set()).add(span)
                 self.engine.add_partial(partial)
+                new_windows.add(start)
             self._waiting.setdefault(start, []).append(tuple_id)
+            self._touched[start] = now_ms
             touched += 1
+        named = {(start, forum, thread): names for start, forum, thread, names in users
+                 if start in new_windows}
+        if named:
+            self.engine.add_users(named)
         if touched:
             self._remaining[tuple_id] = touched
         else:
@@ -120,6 +142,8 @@ class BucketCounter:
         """Windows to write now (final, restated, or re-written for a replay) and the input
         tuple ids that may be acked once those emissions are anchored to them."""
         results = self.engine.advance(now_ms)
+        for distinct in self.engine.drain_distinct():
+            self._distinct[distinct.start_ms] = distinct
         watermark = self.engine.watermark
         emissions = []
         for result in results:
@@ -136,7 +160,7 @@ class BucketCounter:
                 if self._remaining[tuple_id] == 0:
                     del self._remaining[tuple_id]
                     acks.append(tuple_id)
-        self._purge(watermark)
+        self._purge(watermark, now_ms)
         return emissions, acks
 
     def _restore(self, start: int) -> None:
@@ -148,6 +172,10 @@ class BucketCounter:
         if written is None:
             return
         self.engine.restore(start, written.counts, written.revision)
+        if written.sketches:
+            self.engine.distinct.add_sketches(
+                {(start, forum, thread): data for (forum, thread), data
+                 in written.sketches.items()}, cutoff=start - 1)
         self._folded[start] = {src: {tuple(r) for r in spans}
                                for src, spans in written.offsets.items()}
         self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
@@ -156,14 +184,19 @@ class BucketCounter:
     def _emission(self, result: WindowResult, watermark: int) -> Emission:
         start = result.start_ms
         offsets = {src: sorted(spans) for src, spans in sorted(self._folded.get(start, {}).items())}
-        return Emission(result, offsets, self._waiting.pop(start, []), watermark)
+        return Emission(result, offsets, self._waiting.pop(start, []), watermark,
+                        self._distinct.get(start))
 
-    def _purge(self, watermark: int) -> None:
+    def _purge(self, watermark: int, now_ms: int) -> None:
         if watermark >= POS_INF:
             return  # every input ended: keep what was folded, so a late replay is recognised
-        for start in [s for s in self._folded if s + self.size_ms + self.lateness <= watermark]:
+        for start in [s for s in self._folded if s + self.size_ms + self.lateness <= watermark
+                      and now_ms - self._touched.get(s, now_ms - self.retain_ms)
+                      >= self.retain_ms and s not in self._waiting]:
             self._folded.pop(start, None)
             self._emitted.pop(start, None)
+            self._touched.pop(start, None)
+            self._distinct.pop(start, None)
         self._checked = {s for s in self._checked if s + self.size_ms + self.lateness > watermark}
 
     def held_tuples(self) -> int:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from .durations import duration_label
 from .errors import ConfigError
 
-WINDOW_DATASETS = ("thread_counts", "forum_counts")
+WINDOW_DATASETS = ("thread_counts", "forum_counts", "thread_users", "forum_users")
 DEAD_LETTERS = "dead_letters"
 LATEST_PREFIX = "latest/"
 MANIFEST_KEY = "latest/manifest.json"

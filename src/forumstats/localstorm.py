@@ -6,6 +6,12 @@ acked when every tuple anchored to it is acked, failed when any is failed or whe
 after ``topology.message.timeout.secs``), ``topology.max.spout.pending`` per spout task, and tick
 tuples at each bolt's ``topology.tick.tuple.freq.secs``. Acking an unknown id is an error here as
 it kills a Storm worker.
+
+A multi-lang task whose subprocess dies is handled as Storm handles a dead worker: the task is
+restarted (a fresh subprocess, fresh state), the tuples that were delivered to the dead one are
+forgotten, so the spout tuples they belong to time out after ``topology.message.timeout.secs``
+and are replayed; a dead spout task loses its pending tuples (their acks go nowhere, the source
+replays what it never committed).
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class _Root:
 class _Instance:
     roots: frozenset
     done: bool = False
+    task_id: int = 0  # the task it was delivered to
 
 
 @dataclass
@@ -94,6 +101,7 @@ class LocalStats:
     acked: int = 0
     failed: int = 0
     timed_out: int = 0
+    worker_restarts: int = 0
     by_stream: dict = field(default_factory=dict)
 
 
@@ -220,6 +228,9 @@ class LocalCluster:
     def _timeouts(self, now: float) -> None:
         timeout = float(self.conf["topology.message.timeout.secs"])
         expired = [r for r in self.roots.values() if now - r.started > timeout]
+        if expired:
+            log.warning("%d spout tuple(s) timed out after topology.message.timeout.secs=%g: "
+                        "failed, to be replayed", len(expired), timeout)
         for root in expired:
             self.stats.timed_out += 1
             self._finish_root(root, ok=False)
@@ -246,7 +257,7 @@ class LocalCluster:
     def _enqueue(self, task: _Task, comp: str, stream: str, source_task: int, values: list,
                  roots: frozenset) -> None:
         tup_id = self._new_id()
-        inst = _Instance(roots)
+        inst = _Instance(roots, task_id=task.task_id)
         self.instances[tup_id] = inst
         for root_key in roots:
             self.roots[root_key].outstanding += 1
@@ -341,6 +352,23 @@ class LocalCluster:
             if root.outstanding == 0:
                 self._finish_root(root, ok=True)
 
+    def _worker_died(self, task: _Task, exc: BaseException) -> None:
+        """Storm's answer to a dead worker: restart the task; what it held is lost, so the
+        spout tuples behind it time out and are replayed."""
+        self.stats.worker_restarts += 1
+        log.warning("%s[%d] died (%s); restarting it, its in-flight tuples will time out "
+                    "after topology.message.timeout.secs and be replayed",
+                    task.component, task.task_id, str(exc).splitlines()[0][:300])
+        if task.is_spout:
+            for root in [r for r in self.roots.values() if r.task is task]:
+                del self.roots[root.key]  # no one left to ack or fail them
+            task.pending_roots = 0
+        else:
+            for tup_id in [i for i, inst in self.instances.items()
+                           if inst.task_id == task.task_id]:
+                self.instances.pop(tup_id).done = True
+        task.instance.restart()
+
     def _finish_root(self, root: _Root, ok: bool) -> None:
         del self.roots[root.key]
         root.task.pending_roots -= 1
@@ -360,23 +388,47 @@ class _Subprocess:
 
         self.cluster = cluster
         self.task = task
-        kind = multilang.ShellSpout if task.is_spout else multilang.ShellBolt
-        extra = {} if task.is_spout else {"heartbeat_interval": 1.0}
-        self.shell = kind.from_topology(cluster.topology, component, cwd=cluster.multilang_cwd,
-                                        conf=conf, task_index=task.index, **extra)
+        self.component = component
+        self.conf = conf
+        self.shell = self._start()
+
+    def _start(self):
+        from . import multilang
+
+        kind = multilang.ShellSpout if self.task.is_spout else multilang.ShellBolt
+        extra = {} if self.task.is_spout else {"heartbeat_interval": 1.0}
+        return kind.from_topology(self.cluster.topology, self.component,
+                                  cwd=self.cluster.multilang_cwd, conf=self.conf,
+                                  task_index=self.task.index, **extra)
+
+    def restart(self) -> None:
+        try:
+            self.shell.kill()
+        except Exception:  # noqa: BLE001 - it is dead already; nothing to save
+            log.debug("cleaning up a dead %s subprocess failed", self.component, exc_info=True)
+        self.shell = self._start()
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        from .multilang import WorkerDied
+
+        try:
+            return call()
+        except WorkerDied as exc:
+            self.cluster._worker_died(self.task, exc)
+            return None
 
     # spout side
     def next_tuple(self) -> None:
-        self._relay(self.shell.next())
+        self._guarded(lambda: self._relay(self.shell.next()))
 
     def ack(self, msg_id: Any) -> None:
-        self._relay(self.shell.ack(msg_id))
+        self._guarded(lambda: self._relay(self.shell.ack(msg_id)))
 
     def fail(self, msg_id: Any) -> None:
-        self._relay(self.shell.fail(msg_id))
+        self._guarded(lambda: self._relay(self.shell.fail(msg_id)))
 
     def deactivate(self) -> None:
-        self._relay(self.shell.deactivate())
+        self._guarded(lambda: self._relay(self.shell.deactivate()))
 
     def _relay(self, step: Any) -> None:
         for emit in step.emits:
@@ -390,12 +442,12 @@ class _Subprocess:
 
     # bolt side
     def send(self, tup: Tuple) -> None:
-        self.shell.send_tuple(list(tup.values), comp=tup.component, stream=tup.stream,
-                              task=tup.task, id=tup.id)
+        self._guarded(lambda: self.shell.send_tuple(
+            list(tup.values), comp=tup.component, stream=tup.stream, task=tup.task, id=tup.id))
 
     def pump(self) -> bool:
-        messages = self.shell.pump(0)
-        for msg in messages:
+        messages = self._guarded(lambda: self.shell.pump(0))
+        for msg in messages or []:
             if msg["command"] != "sync":
                 self.cluster._on_message(self.task, msg)
         return bool(messages)

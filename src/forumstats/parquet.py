@@ -98,3 +98,33 @@ def dead_letters_table(records: Iterable[DeadLetter]) -> pa.Table:
         "offset": pa.array([r.offset for r in records], pa.int64()),
         "raw": pa.array([r.raw for r in records], pa.binary()),
     }, schema=schema("dead_letters"))
+
+
+# A distinct-users row: (forum, thread or None, estimate, lower, upper, sketch bytes).
+UsersRow = tuple
+
+
+def encode_users(size_ms: int, start_ms: int, revision: int, threads: list[UsersRow],
+                 forums: list[UsersRow]) -> dict[str, bytes]:
+    """The ``thread_users`` and ``forum_users`` files of one window (rows sorted by key)."""
+    meta = {"window": duration_label(size_ms), "window_start_ms": start_ms,
+            "revision": revision, "final": True}
+    return {"thread_users": encode_table(_users_table("thread_users", size_ms, start_ms,
+                                                      sorted(threads)), meta),
+            "forum_users": encode_table(_users_table("forum_users", size_ms, start_ms,
+                                                     sorted(forums)), meta)}
+
+
+def _users_table(dataset: str, size_ms: int, start_ms: int, rows: list[UsersRow]) -> pa.Table:
+    target = schema(dataset)
+    n = len(rows)
+    ts_type = target.field(0).type
+    columns = {"window_start": pa.array([start_ms] * n, pa.int64()).cast(ts_type),
+               "window_end": pa.array([start_ms + size_ms] * n, pa.int64()).cast(ts_type),
+               "forum": [r[0] for r in rows]}
+    if dataset == "thread_users":
+        columns["thread"] = [r[1] for r in rows]
+    for i, name in enumerate(("users_estimate", "users_lower", "users_upper"), start=2):
+        columns[name] = pa.array([float(r[i]) for r in rows], pa.float64())
+    columns["users_sketch"] = pa.array([r[5] for r in rows], pa.binary())
+    return pa.table(columns, schema=target)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import keys
+from .distinct import merge_sketches, summarize
 from .engine import WindowResult
 from .parquet import read_metadata
 from .sink import WindowSink
@@ -102,6 +103,36 @@ class StoreRollups:
                               table["type"].to_pylist(), strict=True),
                           table["count_sum"].to_pylist(), strict=True))
         self.sink.write_windows([WindowResult(size_ms, start_ms, revision, True, counts)])
+        self._build_users(size_ms, start_ms, lower)
+
+    def _build_users(self, size_ms: int, start_ms: int, lower: int) -> None:
+        """Distinct users of the period: the union of the finer windows' sketches per key."""
+        merged: dict[str, dict] = {}
+        revision = 0
+        for dataset, key_columns in (("thread_users", ["forum", "thread"]),
+                                     ("forum_users", ["forum"])):
+            groups: dict[tuple, list[bytes]] = {}
+            for key in self._part_keys(dataset, lower, start_ms, size_ms):
+                data = self.store.get(key)
+                table = pq.read_table(io.BytesIO(data), columns=[*key_columns, "users_sketch"])
+                revision += int(read_metadata(data).get("revision", 1))
+                for row in table.to_pylist():
+                    groups.setdefault(tuple(row[c] for c in key_columns), []).append(
+                        row["users_sketch"])
+            merged[dataset] = groups
+        if not merged["thread_users"]:
+            return
+
+        def rows(groups: dict[tuple, list[bytes]]) -> list:
+            out = []
+            for key, sketches in groups.items():
+                d = summarize(merge_sketches(sketches))
+                out.append((key[0], key[1] if len(key) > 1 else None, d.estimate,
+                            d.lower_bound, d.upper_bound, d.sketch))
+            return out
+
+        self.sink.write_users(size_ms, start_ms, revision, rows(merged["thread_users"]),
+                              rows(merged["forum_users"]))
 
     def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
         """This bucket's ``lower`` objects of the windows starting in the period."""

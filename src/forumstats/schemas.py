@@ -29,6 +29,14 @@ _WINDOW = [
     Column("window_end", TS, "end of the window (exclusive), UTC"),
 ]
 _COUNT = Column("count", pa.int64(), "number of accepted events")
+_USERS = [
+    Column("users_estimate", pa.float64(), "distinct users (events with a `user` field), HLL "
+           "estimate"),
+    Column("users_lower", pa.float64(), "lower bound of the estimate, 2 standard deviations"),
+    Column("users_upper", pa.float64(), "upper bound of the estimate, 2 standard deviations"),
+    Column("users_sketch", pa.binary(), "the Apache DataSketches HLL sketch (HLL_8, compact): "
+           "merge any rows' sketches for the distinct users of that whole range"),
+]
 
 DATASET_COLUMNS: dict[str, list[Column]] = {
     "thread_counts": _WINDOW + [
@@ -41,6 +49,15 @@ DATASET_COLUMNS: dict[str, list[Column]] = {
         Column("forum", pa.string(), "forum name, as sent"),
         Column("type", pa.string(), "event type"),
         _COUNT,
+    ],
+    "thread_users": _WINDOW + [
+        Column("forum", pa.string(), "forum name, as sent"),
+        Column("thread", pa.string(), "thread id, as sent"),
+        *_USERS,
+    ],
+    "forum_users": _WINDOW + [
+        Column("forum", pa.string(), "forum name, as sent"),
+        *_USERS,
     ],
     "dead_letters": [
         Column("received_at", TS, "when forumstats received the record, UTC"),

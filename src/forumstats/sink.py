@@ -12,7 +12,7 @@ from . import keys
 from .counting import WrittenWindow
 from .deadletters import DeadLetter
 from .engine import WindowResult
-from .parquet import dead_letters_table, encode_table, encode_window, read_metadata
+from .parquet import dead_letters_table, encode_table, encode_users, encode_window, read_metadata
 from .stores import Store, StoreNotFound
 
 
@@ -44,6 +44,14 @@ class WindowSink:
             if result.revision > 1:
                 self.stats.restatements += 1
 
+    def write_users(self, size_ms: int, start_ms: int, revision: int,
+                    threads: list, forums: list) -> None:
+        """Distinct users of one window: rows (forum, thread|None, est, lower, upper, sketch)."""
+        for dataset, data in encode_users(size_ms, start_ms, revision, threads,
+                                          forums).items():
+            self.store.put(keys.window_key(dataset, size_ms, start_ms, self.part), data)
+            self.stats.objects_written += 1
+
     def write_dead_letters(self, records: list[DeadLetter], *, source: str, first: int,
                            last: int, origin: str, source_ms: int) -> None:
         """Dead letters of the input range [first, last]; one object per range and origin."""
@@ -70,4 +78,16 @@ def load_written_window(store: Store, size_ms: int, start_ms: int, part: int
                       table["count"].to_pylist(), strict=True))
     offsets = {src: [tuple(span) for span in spans]
                for src, spans in (meta.get("offsets") or {}).items()}
-    return WrittenWindow(int(meta.get("revision", 1)), counts, offsets)
+    return WrittenWindow(int(meta.get("revision", 1)), counts, offsets,
+                         _written_sketches(store, size_ms, start_ms, part))
+
+
+def _written_sketches(store: Store, size_ms: int, start_ms: int, part: int
+                      ) -> dict[tuple[str, str], bytes]:
+    try:
+        data = store.get(keys.window_key("thread_users", size_ms, start_ms, part))
+    except StoreNotFound:
+        return {}
+    table = pq.read_table(io.BytesIO(data), columns=["forum", "thread", "users_sketch"])
+    return dict(zip(zip(table["forum"].to_pylist(), table["thread"].to_pylist(), strict=True),
+                    table["users_sketch"].to_pylist(), strict=True))

@@ -20,7 +20,7 @@ from forumstats.counting import END_OF_INPUT
 from forumstats.settings import Settings
 from forumstats.stdio_guard import protect_protocol_stream
 
-BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows"]
+BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows", "users"]
 DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
 COMMIT_EVERY_S = 1.0
 
@@ -67,7 +67,7 @@ class KafkaEventSpout(Spout):
             if name not in self.announced:
                 self.announced.add(name)
                 for bucket in range(self.settings.buckets):
-                    self.emit([bucket, name, -1, -1, None, []], stream="batches")
+                    self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
 
     def _emit_batch(self, batch) -> None:
         name = f"{batch.topic}-{batch.partition}"
@@ -86,7 +86,9 @@ class KafkaEventSpout(Spout):
             tup_id = f"{prefix}|{bucket}"
             ids.add(tup_id)
             self.emit([bucket, name, batch.first_offset, batch.last_offset, prepared.max_ts,
-                       prepared.rows_by_bucket.get(bucket, [])], tup_id=tup_id, stream="batches")
+                       prepared.rows_by_bucket.get(bucket, []),
+                       prepared.users_by_bucket.get(bucket, [])],
+                      tup_id=tup_id, stream="batches")
         if prepared.dead:
             tup_id = f"{prefix}|dead"
             ids.add(tup_id)
@@ -101,7 +103,7 @@ class KafkaEventSpout(Spout):
         """A bounded source is exhausted: tell every bucket, so all windows close."""
         for name in self.source.input_names():
             for bucket in range(self.settings.buckets):
-                self.emit([bucket, name, -1, -1, END_OF_INPUT, []], stream="batches")
+                self.emit([bucket, name, -1, -1, END_OF_INPUT, [], []], stream="batches")
         self.end_sent = True
 
     def ack(self, tup_id):

@@ -94,12 +94,13 @@ def topology_conf(**extra) -> dict:
     return conf
 
 
-def batch(bucket: int, first: int, last: int, max_ts: int, rows: list, source="p-0") -> list:
-    return [bucket, source, first, last, max_ts, rows]
+def batch(bucket: int, first: int, last: int, max_ts: int, rows: list, source="p-0",
+          users: list | None = None) -> list:
+    return [bucket, source, first, last, max_ts, rows, users or []]
 
 
 def end_marker(bucket: int, source="p-0") -> list:
-    return [bucket, source, -1, -1, END_OF_INPUT, []]
+    return [bucket, source, -1, -1, END_OF_INPUT, [], []]
 
 
 
@@ -178,9 +179,11 @@ def test_inputs_are_held_until_their_windows_are_emitted_anchored_to_them(run_bo
     assert bolt.conf["topology.tick.tuple.freq.secs"] == 1  # the component's json_conf
 
     i1 = send(bolt, batch(0, 0, 99, W + 50_000, [[W, "general", "t1", "vote", 3],
-                                                  [W, "general", "t2", "comment", 1]]))
+                                                  [W, "general", "t2", "comment", 1]],
+                          users=[[W, "general", "t1", ["u1", "u2"]]]))
     i2 = send(bolt, batch(0, 100, 199, W + 70_000, [[W, "general", "t1", "vote", 2],
-                                                     [W + MIN, "general", "t1", "pageview", 5]]))
+                                                     [W + MIN, "general", "t1", "pageview", 5]],
+                          users=[[W, "general", "t1", ["u2", "u3"]]]))
     empty = send(bolt, batch(0, 200, 299, W + 70_000, []))  # nothing for this bucket
     settle(bolt)
     assert bolt.acked == [empty]  # carries only event-time progress: acked at once
@@ -197,10 +200,15 @@ def test_inputs_are_held_until_their_windows_are_emitted_anchored_to_them(run_bo
     assert [(b, p["start"], anchors) for b, p, anchors in out] == [
         (0, W, (i1, i2)), (0, W + MIN, (i2,))]
     first, second = out[0][1], out[1][1]
+    users = first.pop("users")
     assert first == {"size": MIN, "start": W, "revision": 1, "final": True,
                      "watermark": END_OF_INPUT,
                      "rows": [["general", "t1", "vote", 5], ["general", "t2", "comment", 1]],
                      "offsets": {"p-0": [[0, 99], [100, 199]]}}
+    # u1, u2, u3 across both inputs (HLL list mode: exact but for float noise)
+    assert [(f, t, round(e, 6)) for f, t, e, *_ in users["threads"]] == [("general", "t1", 3.0)]
+    assert [(f, round(e, 6)) for f, e, *_ in users["forums"]] == [("general", 3.0)]
+    assert second["users"] is None  # no user was named in that window
     assert second["rows"] == [["general", "t1", "pageview", 5]]
     assert second["offsets"] == {"p-0": [[100, 199]]}
     # The end marker is acked as it arrives; each input after its last window was emitted.

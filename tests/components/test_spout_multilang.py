@@ -139,6 +139,7 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
     # What the spout should have seen, recomputed from the same seeded records.
     contract = EventContract()
     accepted: Counter = Counter()
+    named_users: dict[tuple, set] = {}
     rejected: dict[int, tuple[str, bytes]] = {}
     batch_max_ts: dict[int, int] = {}
     for raw, offset in expected_records(events):
@@ -147,6 +148,8 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
             key = (bucket_of(ev.forum, buckets), ev.ts_ms - ev.ts_ms % 60_000, ev.forum,
                    ev.thread, ev.type)
             accepted[key] += 1
+            if ev.user is not None:
+                named_users.setdefault(key[:4], set()).add(ev.user)
             first = offset - offset % BATCH_SIZE
             batch_max_ts[first] = max(batch_max_ts.get(first, ev.ts_ms), ev.ts_ms)
         else:
@@ -154,6 +157,7 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
     assert rejected, "the seed should produce some malformed records"
 
     counted: Counter = Counter()
+    users_seen: dict[tuple, set] = {}
     parts_per_batch: dict[str, set] = {}
     dead_seen: dict[int, list] = {}
     batch_emits = [e for e in spout.emits if e.msg_id is not None]
@@ -164,7 +168,7 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
         batch = f"generator:0:{first}-{last}"
         parts_per_batch.setdefault(batch, set()).add(ident["part"])
         if emit.stream == "batches":
-            bucket, source, v_first, v_last, max_ts, rows = emit.values
+            bucket, source, v_first, v_last, max_ts, rows, users = emit.values
             assert ident["part"] == str(bucket)
             assert (source, v_first, v_last) == (SOURCE, first, last)
             assert max_ts == batch_max_ts[first]
@@ -172,6 +176,9 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
                 assert bucket_of(forum, buckets) == bucket  # fields grouping on "bucket"
                 assert start % 60_000 == 0 and n > 0
                 counted[(bucket, start, forum, thread, kind)] += n
+            for start, forum, thread, names in users:
+                assert bucket_of(forum, buckets) == bucket and names == sorted(set(names))
+                users_seen.setdefault((bucket, start, forum, thread), set()).update(names)
         else:
             assert emit.stream == "dead_letters" and ident["part"] == "dead"
             source, v_first, v_last, origin, records = emit.values
@@ -181,6 +188,7 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
 
     assert sum(counted.values()) == sum(accepted.values()) == events - len(rejected)
     assert counted == accepted
+    assert users_seen == named_users  # every named user travels with its window and thread
     assert set(parts_per_batch) == {
         f"generator:0:{f}-{f + BATCH_SIZE - 1}" for f in range(0, events, BATCH_SIZE)}
     for batch, parts in parts_per_batch.items():
@@ -202,10 +210,10 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
     unreliable = [e for e in spout.emits if e.msg_id is None]
     assert all(e.stream == "batches" for e in unreliable)
     assert [e.values for e in spout.emits[:buckets]] == [
-        [b, SOURCE, -1, -1, None, []] for b in range(buckets)]
+        [b, SOURCE, -1, -1, None, [], []] for b in range(buckets)]
     markers = end_markers(spout)
     assert [e.values for e in markers] == [
-        [b, SOURCE, -1, -1, END_OF_INPUT, []] for b in range(buckets)]
+        [b, SOURCE, -1, -1, END_OF_INPUT, [], []] for b in range(buckets)]
     assert spout.emits[-buckets:] == markers
     assert len(unreliable) == 2 * buckets
     assert len(spout.emits) < events / 50  # batched: far fewer tuples than events

@@ -364,13 +364,10 @@ def test_replay_after_its_source_ended_does_not_hold_the_watermark_back():
     assert dict(emissions[0].result.counts) == {("a", "1", "vote"): 1, ("b", "1", "vote"): 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: BucketCounter forgets a window's folded ranges once the watermark passes its "
-    "end + allowed lateness, so a replay arriving later (Storm timeout/fail after event time "
-    "raced ahead, e.g. a backlog catch-up) is returned as too late although it was counted: "
-    "dead-lettered as too late AND counted in the window file"))
 def test_replay_of_a_range_whose_window_was_forgotten_is_not_too_late():
-    c = BucketCounter(W)
+    """A closed window's folded ranges are kept for ``retain_ms`` of wall-clock time (the bolt
+    passes two message timeouts), so a replay after event time raced ahead is recognised."""
+    c = BucketCounter(W, retain_ms=600_000)
     rows = _rows((T0 + 1_000, "a", "1", "vote"))
     c.add("t1", "p0", 0, 0, T0 + 1_000, rows, NOW0)
     c.add("t2", "p0", 1, 1, T0 + 3_600_000, [], NOW0)  # event time races an hour ahead
@@ -378,3 +375,11 @@ def test_replay_of_a_range_whose_window_was_forgotten_is_not_too_late():
     assert dict(emissions[0].result.counts) == {("a", "1", "vote"): 1} and "t1" in acks
     out = c.add("t3", "p0", 0, 0, T0 + 1_000, rows, NOW0)  # the sink write timed out: replay
     assert out.too_late == []  # it was counted: it must not also be reported too late
+    assert out.replayed
+    emissions, acks = c.advance(NOW0 + 1_000)  # rewritten (same content) before t3 is acked
+    assert [dict(e.result.counts) for e in emissions] == [{("a", "1", "vote"): 1}]
+    assert acks == ["t3"]
+    c.advance(NOW0 + 601_000 + 1_000)  # retention over: the window is forgotten for good
+    out = c.add("t4", "p0", 2, 2, T0 + 2_000, _rows((T0 + 2_000, "a", "1", "vote")),
+                NOW0 + 602_000)
+    assert out.too_late and out.ack_now
