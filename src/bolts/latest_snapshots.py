@@ -8,6 +8,7 @@ part of the exactness guarantee, so inputs are acked at once.
 
 from __future__ import annotations
 
+import base64
 import time
 
 import orjson
@@ -46,7 +47,9 @@ class LatestSnapshotBolt(Bolt):
                 counts = {(f, t, k): n for f, t, k, n in payload["rows"]}
                 result = WindowResult(payload["size"], payload["start"], payload["revision"],
                                       True, counts)
-                self.view.on_window(bucket, result, payload["watermark"])
+                users = payload.get("users") or {}
+                sketches = {row[0]: base64.b64decode(row[4]) for row in users.get("forums", [])}
+                self.view.on_window(bucket, result, payload["watermark"], sketches)
         elif tup.stream == "partials":
             self.view.on_partials(bucket, payload["watermark"], payload["rows"])
         self.dirty = True

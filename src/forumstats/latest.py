@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from .distinct import merge_sketches, summarize
 from .durations import duration_label
 from .engine import WindowResult
 from .rolling import RollingTotals
@@ -42,6 +43,7 @@ class _Bucket:
                                      allowed_lateness_ms=w.allowed_lateness_ms)
         self.final_minutes: dict[int, dict[tuple[str, str], int]] = {}
         self.partial_minutes: dict[int, dict[tuple[str, str], int]] = {}
+        self.forum_sketches: dict[int, dict[str, bytes]] = {}  # minute -> forum -> HLL bytes
         self.watermark = NEG_INF
 
 
@@ -58,9 +60,13 @@ class LatestView:
         return self._buckets[bucket]
 
     # -- input ---------------------------------------------------------------------------
-    def on_window(self, bucket: int, result: WindowResult, watermark: int) -> None:
-        """A final (or restated) base window of one bucket."""
+    def on_window(self, bucket: int, result: WindowResult, watermark: int,
+                  forum_sketches: Mapping[str, bytes] | None = None) -> None:
+        """A final (or restated) base window of one bucket, with its forums' distinct-user
+        sketches when events named users."""
         state = self._bucket(bucket)
+        if forum_sketches:
+            state.forum_sketches[result.start_ms] = dict(forum_sketches)
         state.rolling.update(result)
         forums: dict[tuple[str, str], int] = {}
         for (forum, _thread, kind), n in result.counts.items():
@@ -82,6 +88,8 @@ class LatestView:
         horizon = self._series_end() - HOUR_MS - self.settings.windows.allowed_lateness_ms
         for start in [s for s in state.final_minutes if s < horizon]:
             del state.final_minutes[start]
+        for start in [s for s in state.forum_sketches if s < horizon]:
+            del state.forum_sketches[start]
 
     # -- output --------------------------------------------------------------------------
     @property
@@ -98,7 +106,26 @@ class LatestView:
         """The snapshot documents, by kind."""
         self._align_rolling()
         return {"series": self._series(), "rolling": self._rolling(),
-                "trending": self._trending(), "open_windows": self._open_windows()}
+                "trending": self._trending(), "open_windows": self._open_windows(),
+                "distinct_users": self._distinct_users()}
+
+    def _distinct_users(self) -> dict:
+        """Distinct users over the last hour of final windows: per forum and overall, as the
+        union of the minutes' HLL sketches (a user active in many minutes counts once)."""
+        end = self._series_end()
+        start = end - HOUR_MS
+        per_forum: dict[str, list[bytes]] = {}
+        for b in self._buckets.values():
+            for minute, forums in b.forum_sketches.items():
+                if start <= minute < end:
+                    for forum, data in forums.items():
+                        per_forum.setdefault(forum, []).append(data)
+        forums = {forum: summarize(merge_sketches(blobs)) for forum, blobs in per_forum.items()}
+        overall = summarize(merge_sketches([d.sketch for d in forums.values()]))
+        return {"period": "1h", "start": iso(start), "end": iso(end),
+                "total": round(overall.estimate), "total_lower": round(overall.lower_bound),
+                "total_upper": round(overall.upper_bound),
+                "forums": {f: round(d.estimate) for f, d in sorted(forums.items())}}
 
     def _align_rolling(self) -> None:
         """Bring every bucket's rolling totals to one end: the combined watermark, or once all

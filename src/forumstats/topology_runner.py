@@ -67,7 +67,7 @@ class RunObserver:
 
     def __init__(self, spout_tasks: int) -> None:
         self.spout_tasks = spout_tasks
-        self.ended_tasks: set[int] = set()
+        self.finished_tasks: set[int] = set()
         self.accepted = 0
         self.dead_letters = 0
         self.windows = 0
@@ -76,17 +76,18 @@ class RunObserver:
 
     @property
     def ended(self) -> bool:
-        """Every spout task sent its end-of-input markers (bounded sources only)."""
-        return len(self.ended_tasks) >= self.spout_tasks
+        """Every spout task read all of its bounded source, and every batch was acked (a batch
+        failed and waiting for its replay keeps the run going)."""
+        return len(self.finished_tasks) >= self.spout_tasks
 
     def __call__(self, component: str, task_id: int, stream: str, values: list,
                  msg_id) -> None:
+        if component == "events" and stream == "status" and values[1] == "finished":
+            self.finished_tasks.add(task_id)
         if component == "events" and stream == "batches":
-            max_ts, rows = values[4], values[5]
-            if max_ts is not None and max_ts >= END_OF_INPUT:
-                self.ended_tasks.add(task_id)
-            elif msg_id is not None and msg_id.split("|")[1] == "0":  # first attempt only
-                self.accepted += sum(row[4] for row in rows)
+            # data tuples have a message id (announcements and end markers have none)
+            if msg_id is not None and msg_id.split("|")[1] == "0":  # first attempt only
+                self.accepted += sum(row[4] for row in values[5])
             self.batch_tuples += 1
         elif stream == "dead_letters":
             self.dead_letters += len(values[4])

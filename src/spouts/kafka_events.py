@@ -27,7 +27,10 @@ COMMIT_EVERY_S = 1.0
 
 class KafkaEventSpout(Spout):
     outputs = [Stream(fields=BATCH_FIELDS, name="batches"),
-               Stream(fields=DEAD_FIELDS, name="dead_letters")]
+               Stream(fields=DEAD_FIELDS, name="dead_letters"),
+               # Unsubscribed: says when a bounded source is completely read AND acked, so a
+               # local runner (which sees every emit, also over multi-lang) knows it is done.
+               Stream(fields=["task", "state"], name="status")]
 
     def initialize(self, storm_conf, context):
         protect_protocol_stream()
@@ -40,6 +43,7 @@ class KafkaEventSpout(Spout):
         self.received_ms: dict[str, int] = {}
         self.emitted_events = 0
         self.end_sent = False
+        self.finished_sent = False
         self.announced: set[str] = set()
         self._last_commit = time.monotonic()
 
@@ -50,6 +54,9 @@ class KafkaEventSpout(Spout):
             self._emit_batch(batch)
         if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
             self._emit_end_of_input()
+        if self.end_sent and not self.finished_sent and self.source.finished():
+            self.emit([self.task_id, "finished"], stream="status")
+            self.finished_sent = True
         now = time.monotonic()
         if now - self._last_commit >= COMMIT_EVERY_S:
             self.source.commit()

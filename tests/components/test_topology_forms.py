@@ -121,7 +121,8 @@ def check_ours(facts: dict, *, spout_par=1, count_par=2, sink_par=2, tick=1,
         assert facts[name]["shell"] == ("streamparse_run", script_prefix + script)
     events, counts, sink = facts["events"], facts["counts"], facts["sink"]
 
-    assert events["streams"] == {"batches": BATCH_FIELDS, "dead_letters": DEAD_FIELDS}
+    assert events["streams"] == {"batches": BATCH_FIELDS, "dead_letters": DEAD_FIELDS,
+                                 "status": ["task", "state"]}
     assert events["inputs"] == {} and events["conf"] == {}
     assert events["par"] == spout_par
 

@@ -91,7 +91,8 @@ def test_manifest_and_snapshots_are_the_files(run_output):
         assert envelope["freshness"]["stale"] is False
         assert envelope["source"] == {**envelope["source"], "url": run_output.as_uri(),
                                       "error": None}
-        assert set(manifest["snapshots"]) == {"series", "rolling", "trending", "open_windows"}
+        assert set(manifest["snapshots"]) == {"series", "rolling", "trending", "open_windows",
+                                              "distinct_users"}
         for kind, key in manifest["snapshots"].items():
             status, headers, body = request(server, "GET", f"/api/snapshot/{kind}")
             assert status == 200
@@ -110,8 +111,8 @@ def test_manifest_and_snapshots_are_the_files(run_output):
             assert (status, empty) == (304, b"")
         status, headers, body = request(server, "HEAD", "/api/snapshot/series")
         assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
-        status, _ = get_json(server, "/api/snapshot/distinct_users")
-        assert status == 404  # not produced by the pipeline (yet)
+        status, _ = get_json(server, "/api/snapshot/not_a_kind")
+        assert status == 404  # only kinds the manifest names
 
 
 def test_static_page_is_self_contained(run_output):

@@ -197,8 +197,10 @@ def test_page_shows_the_numbers_of_the_files(chromium, run_output, tmp_path):
         assert number(page.by_id(f"total-{period}").text()) == rolling[period]["total"]
         assert rolling[period]["total"] > 0
 
-    # distinct users are not produced yet: said, not invented
-    assert "not available yet" in page.by_id("distinct-users").text()
+    # distinct users of the last hour, overall and for the chosen forum, as in the file
+    distinct = files["distinct_users"]
+    assert number(page.by_id("distinct-total").text()) == distinct["total"] > 0
+    assert f"{forum}: {distinct['forums'][forum]:,}" in page.by_id("distinct-range").text()
 
     # top forums (1 hour): names and counts, in order
     shown = [(li.attrs["data-forum"], number(li.find("span", class_="n count")[0].text()))

@@ -22,7 +22,6 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

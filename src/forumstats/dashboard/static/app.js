@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const KINDS = ["series", "rolling", "trending", "open_windows"];
+  const KINDS = ["series", "rolling", "trending", "open_windows", "distinct_users"];
   const PERIODS = { "5m": "5 minutes", "1h": "hour", "1d": "24 hours" };
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
     "#db2777"];
@@ -186,6 +186,23 @@
     renderForums(docs.rolling);
     renderForumPicker(docs.trending, docs.rolling);
     renderTrending(docs.trending);
+    renderDistinct(docs.distinct_users);
+  }
+
+  function renderDistinct(doc) {
+    const card = $("distinct-users");
+    if (!doc) {
+      card.classList.add("na");
+      $("distinct-total").textContent = "not available";
+      $("distinct-range").textContent = "This output has no distinct-user snapshot.";
+      return;
+    }
+    card.classList.remove("na");
+    $("distinct-total").textContent = fmt(doc.total);
+    const forum = state.forum !== null && doc.forums[state.forum] !== undefined
+      ? ` · ${state.forum}: ${fmt(doc.forums[state.forum])}` : "";
+    $("distinct-range").textContent = `last hour, ${span(doc.start, doc.end)}; ` +
+      `${fmt(doc.total_lower)}–${fmt(doc.total_upper)} (95 %)${forum}`;
   }
 
   function renderTotals(rolling) {
@@ -366,6 +383,7 @@
     $("forum-select").value = forum;
     renderForums(state.docs.rolling);
     renderTrending(state.docs.trending);
+    renderDistinct(state.docs.distinct_users);
   }
 
   // -- wiring ---------------------------------------------------------------------------------
