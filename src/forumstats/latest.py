@@ -7,6 +7,7 @@ threads per forum, open windows) and the manifest that names them. Time is passe
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -209,5 +210,5 @@ def _overall_top(threads: Mapping[tuple[str, str, str], int], n: int):
     per_thread: dict[tuple[str, str], int] = {}
     for (forum, thread, _kind), count in threads.items():
         per_thread[(forum, thread)] = per_thread.get((forum, thread), 0) + count
-    best = sorted(per_thread.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    best = heapq.nsmallest(n, per_thread.items(), key=lambda kv: (-kv[1], kv[0]))
     return [TrendingThread(f, t, c, rank) for rank, ((f, t), c) in enumerate(best, start=1)]

@@ -384,7 +384,6 @@ class _Subprocess:
     """One task as a multi-lang subprocess; speaks for it towards the LocalCluster."""
 
     def __init__(self, cluster: LocalCluster, task: _Task, component: str, conf: dict) -> None:
-        from . import multilang
 
         self.cluster = cluster
         self.task = task
