@@ -75,7 +75,7 @@ from kafka.structs import MemberState, OffsetAndMetadata
 
 from .errors import SourceError
 from .kafka_settings import KafkaSourceSettings
-from .offsets import AckTracker, Batch, CutLog, PartitionLedger
+from .offsets import FAILED, AckTracker, Batch, CutLog, PartitionLedger
 from .pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,12 @@ class KafkaBatchSource:
     @property
     def in_flight(self) -> int:
         return self._tracker.in_flight
+
+    def awaiting_replay(self) -> int:
+        """Batches failed (or timed out) and not yet handed out again."""
+        with self._lock:
+            return sum(1 for ledger in self._tracker.ledgers.values()
+                       for batch in ledger.batches.values() if batch.state == FAILED)
 
     @property
     def cut_log_mode(self) -> str:

@@ -105,6 +105,9 @@ class LocalBatchSource:
         """Every record has been read and cut into a batch (some may still be in flight)."""
         return self._exhausted and not self._replay
 
+    def awaiting_replay(self) -> int:
+        return len(self._replay)
+
     def input_names(self) -> list[str]:
         return [f"{self.topic}-{self.partition}"]
 

@@ -54,13 +54,24 @@ class KafkaEventSpout(Spout):
             self._emit_batch(batch)
         if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
             self._emit_end_of_input()
-        if self.end_sent and not self.finished_sent and self.source.finished():
+        if self.end_sent and not self.finished_sent and self._finished():
             self.emit([self.task_id, "finished"], stream="status")
             self.finished_sent = True
         now = time.monotonic()
         if now - self._last_commit >= COMMIT_EVERY_S:
             self.source.commit()
             self._last_commit = now
+
+    def _finished(self) -> bool:
+        """A bounded source is done: all read, nothing of ours pending, nothing failed and
+        waiting for its replay. (Normally also all committed; a batch whose ack the source
+        no longer takes, after a rebalance, is left to the next run, which replays it.)"""
+        if self.pending or self.source.awaiting_replay():
+            return False
+        if not self.source.finished():
+            self.logger.warning("input read and acked, but not all of it committed: the next "
+                                "run of this group replays the rest (nothing is lost)")
+        return True
 
     def _announce_inputs(self) -> None:
         """Tell every bucket about each input (partition) before any of its data, so a
