@@ -39,21 +39,13 @@ from thriftpy2.rpc import make_client
 from thriftpy2.thrift import TApplicationException, TProcessor
 from thriftpy2.transport import TFramedTransportFactory, TServerSocket, TTransportException
 
+from forumstats.multilang import _GROUPING_FIELDS  # Storm's Grouping union members, one list
+
 __all__ = ["NimbusHandler", "StandInNimbus", "Submission", "Upload", "validate_topology"]
 
 Nimbus = storm_thrift.Nimbus
 # Storm's Nimbus.validateTopologyName: no '/', '.', ':' or '\'.
 _TOPOLOGY_NAME = re.compile(r"^[^/.:\\]+$")
-_GROUPING_FIELDS = (
-    "fields",
-    "shuffle",
-    "all",
-    "none",
-    "direct",
-    "custom_object",
-    "custom_serialized",
-    "local_or_shuffle",
-)
 
 
 @dataclass
