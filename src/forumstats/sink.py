@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
@@ -16,14 +15,6 @@ from .parquet import dead_letters_table, encode_table, encode_users, encode_wind
 from .stores import Store, StoreNotFound
 
 
-@dataclass
-class SinkStats:
-    windows_written: int = 0
-    restatements: int = 0
-    objects_written: int = 0
-    dead_letters_written: int = 0
-
-
 class WindowSink:
     """Writes one key bucket's (``part``) objects. Keys are deterministic, so a rewrite replaces
     an object instead of adding one."""
@@ -31,7 +22,6 @@ class WindowSink:
     def __init__(self, store: Store, part: int = 0) -> None:
         self.store = store
         self.part = part
-        self.stats = SinkStats()
 
     def write_windows(self, results: Iterable[WindowResult],
                       offsets: Mapping[str, list] | None = None) -> None:
@@ -39,10 +29,6 @@ class WindowSink:
             for dataset, data in encode_window(result, offsets).items():
                 self.store.put(keys.window_key(dataset, result.size_ms, result.start_ms,
                                                self.part), data)
-                self.stats.objects_written += 1
-            self.stats.windows_written += 1
-            if result.revision > 1:
-                self.stats.restatements += 1
 
     def write_users(self, size_ms: int, start_ms: int, revision: int,
                     threads: list, forums: list) -> None:
@@ -50,7 +36,6 @@ class WindowSink:
         for dataset, data in encode_users(size_ms, start_ms, revision, threads,
                                           forums).items():
             self.store.put(keys.window_key(dataset, size_ms, start_ms, self.part), data)
-            self.stats.objects_written += 1
 
     def write_dead_letters(self, records: list[DeadLetter], *, source: str, first: int,
                            last: int, origin: str, source_ms: int) -> None:
@@ -59,8 +44,6 @@ class WindowSink:
             return
         key = keys.dead_letters_key(source_ms, source, first, last, origin)
         self.store.put(key, encode_table(dead_letters_table(records)))
-        self.stats.objects_written += 1
-        self.stats.dead_letters_written += len(records)
 
 
 def load_written_window(store: Store, size_ms: int, start_ms: int, part: int
