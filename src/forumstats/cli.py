@@ -224,7 +224,9 @@ def _run_with_progress(topology, conf: dict, quiet: bool, multilang_cwd: str | N
             live.update(f"[bold]counting[/] {p.records_accepted:,} events ({rate:,.0f}/s)  "
                         f"watermark {_fmt_ts(p.watermark_ms)}  windows written "
                         f"{p.windows_written:,}  dead letters {p.dead_letters:,}  "
-                        f"batches in flight {p.in_flight}")
+                        f"batches in flight {p.in_flight}"
+                        + (f"  consumer lag {p.consumer_lag:,}" if p.consumer_lag is not None
+                           else ""))
 
         return run_topology(topology, conf, on_progress=show, multilang_cwd=multilang_cwd)
 

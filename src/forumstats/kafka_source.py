@@ -75,7 +75,7 @@ from kafka.structs import MemberState, OffsetAndMetadata
 
 from .errors import SourceError
 from .kafka_settings import KafkaSourceSettings
-from .offsets import FAILED, AckTracker, Batch, CutLog, PartitionLedger
+from .offsets import FAILED, REPLAYING, AckTracker, Batch, CutLog, PartitionLedger
 from .pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,11 @@ log = logging.getLogger(__name__)
 CUT_TOPIC_PREFIX = "forumstats-cuts."
 CUT_TOPIC_SCAN = 8
 REMIND_EVERY_MS = 30_000
+# While the group (re)joins, poll this long: kafka-python 3.0.12 throws away a join that
+# completes between two polls (the next poll sees the finished task and sends a new
+# JoinGroup), so with short polls on a busy process a join can repeat many times (3 s each on
+# Tansu; seen 7 in a row). A join mostly completes inside a long poll instead.
+JOIN_POLL_MS = 1_000
 
 
 class Record(NamedTuple):
@@ -208,6 +213,8 @@ class KafkaBatchSource:
             self._start_replays(now)
             self._apply_pauses(now)
             self._unstick_fetcher()
+            if not self._group_stable():
+                timeout_ms = max(timeout_ms, JOIN_POLL_MS)
             try:
                 fetched = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             except KafkaError as exc:
@@ -287,6 +294,32 @@ class KafkaBatchSource:
                     "highwater": self._highwater(tp),
                 }
             return info
+
+    def lag(self) -> int | None:
+        """Records between the committed prefix and the fetch high watermark, summed over the
+        owned partitions (None until every one has a high watermark)."""
+        with self._lock:
+            total = 0
+            for tp, ledger in self._tracker.active().items():
+                highwater = self._highwater(tp)
+                if highwater is None:
+                    return None
+                total += max(0, highwater - ledger.committable)
+            return total if self._tracker.ledgers else None
+
+    def backlogged(self, ends: dict[tuple[str, int], int] | None = None) -> list[str]:
+        """``topic-partition`` names of owned partitions with records not yet handed out
+        (below the high watermark, or below ``ends`` where given) or failed and waiting for
+        their replay. The spout keeps these alive downstream, so a partition held back by the
+        in-flight cap or by pacing is never taken for idle."""
+        with self._lock:
+            out = []
+            for tp, ledger in sorted(self._tracker.active().items()):
+                end = (ends or {}).get((tp.topic, tp.partition)) or self._highwater(tp)
+                waiting = any(b.state in (FAILED, REPLAYING) for b in ledger.batches.values())
+                if end is None or ledger.next_emit < end or waiting:
+                    out.append(f"{tp.topic}-{tp.partition}")
+            return out
 
     def assignment(self) -> set[tuple[str, int]]:
         """Partitions set up and owned right now."""
@@ -422,13 +455,19 @@ class KafkaBatchSource:
         else:
             log.debug("Kafka %s failed: %s", what, _describe(exc))
 
+    def _group_stable(self) -> bool:
+        try:
+            return self._consumer.group_metadata().state == MemberState.STABLE
+        except Exception:  # noqa: BLE001 - no group yet
+            return False
+
     def _maybe_probe(self, now: int) -> None:
         """No records: check with a real request now and then that the broker answers."""
         if now - self._last_contact_ms < self._health_interval_ms:
             return
         self._last_contact_ms = now
         try:
-            if self._consumer.group_metadata().state == MemberState.STABLE:
+            if self._group_stable():
                 tp = TopicPartition(self.settings.topics[0], 0)
                 self._consumer.committed(tp, timeout_ms=min(self._commit_timeout_ms, 1_000))
             else:

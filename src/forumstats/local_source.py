@@ -111,6 +111,10 @@ class LocalBatchSource:
     def input_names(self) -> list[str]:
         return [f"{self.topic}-{self.partition}"]
 
+    def backlogged(self) -> list[str]:
+        """Inputs with records not yet handed out (see KafkaBatchSource.backlogged)."""
+        return [] if self.exhausted() else self.input_names()
+
     def finished(self) -> bool:
         """Everything read and every batch acked."""
         return self._exhausted and not self._in_flight and not self._replay

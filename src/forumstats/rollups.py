@@ -68,18 +68,22 @@ class StoreRollups:
         for upper, lower in self._source.items():
             through = self._through.get(upper)
             target = watermark - watermark % upper  # periods ending at or before are complete
-            if through is None:  # no lower objects: start no later than the latest data
-                through = self._first_written(lower, min(target, last - last % upper), upper)
-            period = through
+            if through is None:  # no checkpoint: start at the earliest lower object
+                through = self._first_written(lower, upper)
+                if through is None:
+                    continue  # nothing of the level below yet: nothing to build or record
             # Periods after the latest written data are empty: an end-of-input watermark
             # (+infinity) must not walk through them, and the checkpoint must not claim them
             # built either (``min``): a restart, or a new run into the same output after an
             # end of input, may still write minutes there, and those periods must then be
             # built when complete (not skipped, and not built early by ``on_written``).
+            period = through
             while period + upper <= target and period <= last:
                 self._build(upper, period)
                 period += upper
-            done = min(target, period)
+            # never below ``through``: a watermark from before the data (-infinity while no
+            # input has spoken) must not move the checkpoint back to the year -146 million
+            done = max(through, min(target, period))
             if self._through.get(upper) != done:
                 self._through[upper] = done
                 changed = True
@@ -148,7 +152,7 @@ class StoreRollups:
                       if k.endswith(suffix) and start_ms <= _start_from_key(k) < end]
         return found
 
-    def _first_written(self, lower: int, target: int, upper: int) -> int:
+    def _first_written(self, lower: int, upper: int) -> int | None:
         """Without a checkpoint, start at the earliest period holding a finer object."""
         prefix = keys.dataset_prefix("thread_counts", lower)
         suffix = f"-part{self.part:04d}.parquet"
@@ -156,7 +160,7 @@ class StoreRollups:
             if key.endswith(suffix):
                 start = _start_from_key(key)
                 return start - start % upper
-        return target
+        return None
 
     def _last_written(self) -> int | None:
         """Start of the latest base window of this bucket in the store (None: none at all)."""

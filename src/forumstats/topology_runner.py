@@ -31,6 +31,7 @@ class Progress:
     dead_letters: int
     elapsed_s: float
     tuples: int = 0
+    consumer_lag: int | None = None  # Kafka: records not yet committed, all spout tasks
 
 
 def project_dir() -> Path:
@@ -73,6 +74,12 @@ class RunObserver:
         self.windows = 0
         self.watermark: int | None = None
         self.batch_tuples = 0
+        self.lags: dict[int, int | None] = {}
+
+    @property
+    def consumer_lag(self) -> int | None:
+        lags = list(self.lags.values())
+        return None if not lags or None in lags else sum(lags)
 
     @property
     def ended(self) -> bool:
@@ -82,8 +89,11 @@ class RunObserver:
 
     def __call__(self, component: str, task_id: int, stream: str, values: list,
                  msg_id) -> None:
-        if component == "events" and stream == "status" and values[1] == "finished":
-            self.finished_tasks.add(task_id)
+        if component == "events" and stream == "status":
+            if values[1] == "finished":
+                self.finished_tasks.add(task_id)
+            elif values[1] == "progress":
+                self.lags[task_id] = values[2].get("lag")
         if component == "events" and stream == "batches":
             # data tuples have a message id (announcements and end markers have none)
             if msg_id is not None and msg_id.split("|")[1] == "0":  # first attempt only
@@ -143,4 +153,5 @@ def _progress(cluster: LocalCluster, observer: RunObserver, started: float) -> P
         dead_letters=observer.dead_letters,
         elapsed_s=time.monotonic() - started,
         tuples=cluster.stats.spout_tuples + cluster.stats.bolt_tuples,
+        consumer_lag=observer.consumer_lag,
     )

@@ -30,7 +30,9 @@ class KafkaEventSpout(Spout):
                Stream(fields=DEAD_FIELDS, name="dead_letters"),
                # Unsubscribed: says when a bounded source is completely read AND acked, so a
                # local runner (which sees every emit, also over multi-lang) knows it is done.
-               Stream(fields=["task", "state"], name="status")]
+               # state "progress" carries {"lag": records behind the end, or None} once a
+               # second, for the progress display.
+               Stream(fields=["task", "state", "detail"], name="status")]
 
     def initialize(self, storm_conf, context):
         protect_protocol_stream()
@@ -55,12 +57,19 @@ class KafkaEventSpout(Spout):
         if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
             self._emit_end_of_input()
         if self.end_sent and not self.finished_sent and self._finished():
-            self.emit([self.task_id, "finished"], stream="status")
+            self.emit([self.task_id, "finished", {}], stream="status")
             self.finished_sent = True
         now = time.monotonic()
         if now - self._last_commit >= COMMIT_EVERY_S:
             self.source.commit()
             self._last_commit = now
+            self.emit([self.task_id, "progress", {"lag": self._lag()}], stream="status")
+            self._keep_alive()
+
+    def _lag(self) -> int | None:
+        """Consumer lag: records between the committed offsets and the partitions' ends."""
+        lag = getattr(self.source, "lag", None)
+        return lag() if lag is not None else None
 
     def _finished(self) -> bool:
         """A bounded source is done: all read, nothing of ours pending, nothing failed and
@@ -86,6 +95,14 @@ class KafkaEventSpout(Spout):
                 self.announced.add(name)
                 for bucket in range(self.settings.buckets):
                     self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
+
+    def _keep_alive(self) -> None:
+        """Re-announce every input that still has records to hand out: the counting tasks take
+        an input silent for the idle timeout for idle and stop waiting for it, and an input
+        held back by max.spout.pending or by pacing is silent without being idle."""
+        for name in self.source.backlogged():
+            for bucket in range(self.settings.buckets):
+                self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
 
     def _emit_batch(self, batch) -> None:
         name = f"{batch.topic}-{batch.partition}"

@@ -122,7 +122,7 @@ def check_ours(facts: dict, *, spout_par=1, count_par=2, sink_par=2, tick=1,
     events, counts, sink = facts["events"], facts["counts"], facts["sink"]
 
     assert events["streams"] == {"batches": BATCH_FIELDS, "dead_letters": DEAD_FIELDS,
-                                 "status": ["task", "state"]}
+                                 "status": ["task", "state", "detail"]}
     assert events["inputs"] == {} and events["conf"] == {}
     assert events["par"] == spout_par
 

@@ -112,10 +112,17 @@ def test_consume_all_ack_commit_and_a_new_consumer_starts_at_the_end(tansu):
         snapshot = src.end_offsets_snapshot()
         assert snapshot == {(topic, p): 500 for p in range(4)}  # not ListOffsets' lower value
         assert not src.reached(snapshot)
+        assert src.lag() == 2000  # nothing committed yet
         for b in batches:
-            assert src.ack(b.batch_id)
+            if b.partition != 3:
+                assert src.ack(b.batch_id)
+        assert src.lag() == 500  # partition 3 is still behind
+        for b in batches:
+            if b.partition == 3:
+                assert src.ack(b.batch_id)
         assert src.commit()
         assert src.reached(snapshot)
+        assert src.lag() == 0
     assert committed(tansu.bootstrap, group, topic, 4) == {p: 500 for p in range(4)}
     with source(tansu.bootstrap, topic, group) as again:
         drain(again, until=lambda _: len(again.assignment()) == 4 and again.caught_up())

@@ -89,11 +89,6 @@ def test_kafka_backfill_to_s3_equals_batch_truth(mode, tansu, seaweed, s3_bucket
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=False, reason=(
-    "open bug (issue 4): the second group's consumer can go through an eager rebalance that "
-    "keeps its partitions, after which KafkaBatchSource ignores acks of the batches handed "
-    "out before it (stale epoch) and the backfill does not finish; passes when no rebalance "
-    "happens"))
 def test_full_replay_into_existing_output_counts_nothing_twice(tansu, seaweed, s3_bucket,
                                                                 produced):
     """A second consumer group replays the whole topic into the same output, as after losing

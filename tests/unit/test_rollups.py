@@ -280,3 +280,22 @@ def test_any_rollup_sizes_the_settings_accept_are_sums_of_base_windows(store, si
     sink.write_windows([WindowResult(MIN, restated, 2, True, minutes[restated])])
     rollups.on_written(MIN, restated)
     check()
+
+
+def test_a_watermark_from_before_any_data_records_nothing_and_builds_later(store):
+    """A window restated from stored state can reach the sink while the counting task's
+    watermark is still -infinity (no input has said anything yet). The checkpoint must not move
+    to a period long before the data, or the next real watermark walks from there."""
+    from forumstats.watermarks import NEG_INF
+
+    b = Bucket(store)
+    bounded(b.rollups)
+    b.write(D0 + 5 * MIN, {("a", "1", "vote"): 1}, watermark=NEG_INF)
+    assert read(store, "thread_counts", HOUR, D0) is None
+    b.write(D0 + 70 * MIN, {("a", "1", "vote"): 2}, watermark=D0 + 2 * HOUR)
+    assert read(store, "thread_counts", HOUR, D0) == {("a", "1", "vote"): 1}
+    assert read(store, "thread_counts", HOUR, D0 + HOUR) == {("a", "1", "vote"): 2}
+    restarted = bounded(Bucket(store).rollups)
+    restarted.advance(NEG_INF)
+    restarted.advance(D0 + 3 * HOUR)
+    assert read(store, "thread_counts", HOUR, D0 + HOUR) == {("a", "1", "vote"): 2}
