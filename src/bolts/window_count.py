@@ -59,7 +59,8 @@ class WindowCountBolt(Bolt):
         if counter is None:
             counter = self.counters[bucket] = BucketCounter(self.settings.windows,
                                                             load=self._loader(bucket),
-                                                            retain_ms=self.retain_ms)
+                                                            retain_ms=self.retain_ms,
+                                                            idle_by_silence=False)
         try:
             outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms(), users)
         except StoreError as exc:

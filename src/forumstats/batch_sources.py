@@ -79,9 +79,9 @@ class StopAtEnd:
     def input_names(self) -> list[str]:
         return [f"{topic}-{partition}" for topic, partition in sorted(self.ends or {})]
 
-    def backlogged(self) -> list[str]:
-        """Partitions not yet read up to their end (records past it are never handed out)."""
-        return self.source.backlogged(self.ends)
+    def idle_inputs(self) -> list[str]:
+        """Partitions read to their end (records past it are never handed out) and quiet."""
+        return self.source.idle_inputs(self.ends)
 
     def finished(self) -> bool:
         return self.exhausted() and self.source.reached(self.ends)

@@ -33,6 +33,9 @@ from .watermarks import POS_INF
 
 Range = tuple[int, int]
 END_OF_INPUT = 2**62  # max_ts of the marker a bounded source sends when it is exhausted
+# max_ts of the marker a source sends for an input that is caught up with its end and quiet:
+# only then does a counting task stop waiting for it (see WatermarkTracker, idle_by_silence)
+INPUT_IDLE = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class BucketCounter:
 
     def __init__(self, settings: WindowSettings,
                  load: Callable[[int], WrittenWindow | None] | None = None,
-                 retain_ms: int = 0) -> None:
-        self.engine = WindowEngine(replace(settings, rollup_sizes_ms=()), rolling=False)
+                 retain_ms: int = 0, idle_by_silence: bool = True) -> None:
+        self.engine = WindowEngine(replace(settings, rollup_sizes_ms=()), rolling=False,
+                                   idle_by_silence=idle_by_silence)
         self._load = load  # start_ms -> what was written for that window, if anything
         self._checked: set[int] = set()
         self.size_ms = settings.size_ms
@@ -90,6 +94,10 @@ class BucketCounter:
             self._ended.add(source)
             self.engine.watermarks.end(source)
             return AddOutcome(ack_now=True)
+        if max_ts is not None and max_ts <= INPUT_IDLE:
+            if source not in self._ended:
+                self.engine.watermarks.mark_idle(source, now_ms)
+            return AddOutcome(ack_now=True)
         rows = list(rows)
         if self._load is not None:
             # Restore every window this input touches before changing anything (watermark
@@ -103,7 +111,7 @@ class BucketCounter:
             # A bounded source sends END once all is cut, with batches possibly still in
             # flight: a replay after END must not revive it (WatermarkTracker.observe would
             # un-end it, and it would hold the watermark back below end-of-input for good).
-            self.engine.watermarks.observe(source, max_ts, now_ms)
+            self.engine.watermarks.observe(source, max_ts, now_ms, data=first >= 0)
         out = AddOutcome()
         cutoff = self.engine.late_cutoff()
         span = (first, last)

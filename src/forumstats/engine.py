@@ -96,7 +96,7 @@ class WindowEngine:
     """
 
     def __init__(self, settings: WindowSettings, *, rolling: bool = True,
-                 lg_k: int = DEFAULT_LG_K) -> None:
+                 lg_k: int = DEFAULT_LG_K, idle_by_silence: bool = True) -> None:
         self.settings = settings
         self.size_ms = settings.size_ms
         self.lateness = settings.allowed_lateness_ms
@@ -107,7 +107,8 @@ class WindowEngine:
         for index, source in enumerate(sources):
             if source is not None:
                 self._dependents[source].append(self.levels[index])
-        self.watermarks = WatermarkTracker(settings.out_of_orderness_ms, settings.idle_timeout_ms)
+        self.watermarks = WatermarkTracker(settings.out_of_orderness_ms, settings.idle_timeout_ms,
+                                           idle_by_silence=idle_by_silence)
         self.too_late_count = 0
         self.rolling: RollingTotals | None = None
         if rolling:

@@ -307,17 +307,20 @@ class KafkaBatchSource:
                 total += max(0, highwater - ledger.committable)
             return total if self._tracker.ledgers else None
 
-    def backlogged(self, ends: dict[tuple[str, int], int] | None = None) -> list[str]:
-        """``topic-partition`` names of owned partitions with records not yet handed out
-        (below the high watermark, or below ``ends`` where given) or failed and waiting for
-        their replay. The spout keeps these alive downstream, so a partition held back by the
-        in-flight cap or by pacing is never taken for idle."""
+    def idle_inputs(self, ends: dict[tuple[str, int], int] | None = None) -> list[str]:
+        """``topic-partition`` names of owned partitions that are idle: everything below the
+        high watermark (or below ``ends`` where given) handed out, nothing failed and waiting
+        for a replay, and no record fetched for ``idle_timeout``. Only these may stop holding
+        the watermark back downstream; a partition held back by the in-flight cap, by pacing
+        or by a slow sink is silent, but not idle."""
         with self._lock:
+            now = self._now_ms()
             out = []
             for tp, ledger in sorted(self._tracker.active().items()):
                 end = (ends or {}).get((tp.topic, tp.partition)) or self._highwater(tp)
                 waiting = any(b.state in (FAILED, REPLAYING) for b in ledger.batches.values())
-                if end is None or ledger.next_emit < end or waiting:
+                if (end is not None and ledger.next_emit >= end and not waiting
+                        and not self._pacer.is_live(tp, now)):
                     out.append(f"{tp.topic}-{tp.partition}")
             return out
 

@@ -111,9 +111,9 @@ class LocalBatchSource:
     def input_names(self) -> list[str]:
         return [f"{self.topic}-{self.partition}"]
 
-    def backlogged(self) -> list[str]:
-        """Inputs with records not yet handed out (see KafkaBatchSource.backlogged)."""
-        return [] if self.exhausted() else self.input_names()
+    def idle_inputs(self) -> list[str]:
+        """Never idle: a file or the generator is read to its end, then ended."""
+        return []
 
     def finished(self) -> bool:
         """Everything read and every batch acked."""

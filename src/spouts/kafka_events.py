@@ -16,7 +16,7 @@ from streamparse import Spout, Stream
 
 from forumstats.batch_sources import open_batch_source
 from forumstats.batching import prepare_batch
-from forumstats.counting import END_OF_INPUT
+from forumstats.counting import END_OF_INPUT, INPUT_IDLE
 from forumstats.settings import Settings
 from forumstats.stdio_guard import protect_protocol_stream
 
@@ -64,7 +64,7 @@ class KafkaEventSpout(Spout):
             self.source.commit()
             self._last_commit = now
             self.emit([self.task_id, "progress", {"lag": self._lag()}], stream="status")
-            self._keep_alive()
+            self._announce_liveness()
 
     def _lag(self) -> int | None:
         """Consumer lag: records between the committed offsets and the partitions' ends."""
@@ -86,23 +86,27 @@ class KafkaEventSpout(Spout):
         """Tell every bucket about each input (partition) before any of its data, so a
         partition that has sent nothing yet holds the watermark back (until idle) instead of
         letting a faster partition close windows it still has events for."""
-        if hasattr(self.source, "assignment"):
-            names = [f"{t}-{p}" for t, p in sorted(self.source.assignment())]
-        else:
-            names = self.source.input_names()
-        for name in names:
+        for name in self._input_names():
             if name not in self.announced:
                 self.announced.add(name)
                 for bucket in range(self.settings.buckets):
                     self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
 
-    def _keep_alive(self) -> None:
-        """Re-announce every input that still has records to hand out: the counting tasks take
-        an input silent for the idle timeout for idle and stop waiting for it, and an input
-        held back by max.spout.pending or by pacing is silent without being idle."""
-        for name in self.source.backlogged():
+    def _announce_liveness(self) -> None:
+        """Once a second, every input again: idle (caught up and quiet, so the counting tasks
+        stop waiting for it) or not. The counting tasks never take silence for idleness: an
+        input held back by max.spout.pending, by pacing or by a stalled sink is silent with a
+        backlog. Repeating it also informs a counting task that was restarted."""
+        idle = set(self.source.idle_inputs())
+        for name in self._input_names():
+            max_ts = INPUT_IDLE if name in idle else None
             for bucket in range(self.settings.buckets):
-                self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
+                self.emit([bucket, name, -1, -1, max_ts, [], []], stream="batches")
+
+    def _input_names(self) -> list[str]:
+        if hasattr(self.source, "assignment"):
+            return [f"{t}-{p}" for t, p in sorted(self.source.assignment())]
+        return self.source.input_names()
 
     def _emit_batch(self, batch) -> None:
         name = f"{batch.topic}-{batch.partition}"

@@ -156,25 +156,26 @@ def tail(path: Path, n: int = 60) -> str:
         return ""
 
 
-def kill_restart_loop(cmd: list[str], log: Path, kills: int, rng: random.Random,
-                      min_s: float = 2.0, max_s: float = 9.0, finish_timeout: float = 240.0,
-                      progress=None) -> list[tuple[float, int]]:
-    """Start; kill -9 at a random moment; restart with the same command; ``kills`` times.
-    Then let the last run finish. Returns (seconds after start, ``progress()`` right after
-    the kill) per kill. A run that finished before its kill moment counts no kill."""
+def kill_at_progress(cmd: list[str], log: Path, targets: list[int], progress,
+                     finish_timeout: float = 240.0, reach_timeout: float = 120.0,
+                     every: float = 0.2) -> list[tuple[float, int]]:
+    """Start; ``kill -9`` as soon as ``progress()`` (offsets committed) reaches the next of
+    ``targets``; restart with the same command; once per target. Then let the last run finish.
+    Returns (seconds after start, ``progress()`` right after the kill) per kill. A run that
+    finishes before reaching its target counts no kill (the caller checks how many landed).
+    Progress, not time, picks the moments: how fast a run gets going varies a lot between
+    machines, and kills that all land before the first commit or after the last prove little."""
     moments: list[tuple[float, int]] = []
-    attempts = 0
-    while len(moments) < kills:
-        attempts += 1
-        assert attempts < kills * 4, "runs finish before they can be killed: more data"
+    for target in targets:
         runner = Runner(cmd, log)
-        at = rng.uniform(min_s, max_s)
-        deadline = time.monotonic() + at
-        while time.monotonic() < deadline and runner.proc.poll() is None:
-            time.sleep(0.05)
+        started = time.monotonic()
+        while runner.proc.poll() is None and progress() < target:
+            assert time.monotonic() - started < reach_timeout, (
+                f"no progress to {target} in {reach_timeout:.0f} s:\n" + tail(log))
+            time.sleep(every)
         if runner.proc.poll() is None:
             runner.kill9()
-            moments.append((round(at, 1), progress() if progress else 0))
+            moments.append((round(time.monotonic() - started, 1), progress()))
         else:
             assert runner.proc.returncode == 0, tail(log)
             runner.wait(1)

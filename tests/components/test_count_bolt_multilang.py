@@ -33,7 +33,7 @@ from tests.components.multilang import (
 from tests.components.project import CONFIG, SRC, worker_env
 
 from forumstats import devservices
-from forumstats.counting import END_OF_INPUT
+from forumstats.counting import END_OF_INPUT, INPUT_IDLE
 from forumstats.topology_config import topology_options
 
 SCRIPT = "bolts.window_count.WindowCountBolt"
@@ -101,6 +101,10 @@ def batch(bucket: int, first: int, last: int, max_ts: int, rows: list, source="p
 
 def end_marker(bucket: int, source="p-0") -> list:
     return [bucket, source, -1, -1, END_OF_INPUT, [], []]
+
+
+def idle_marker(bucket: int, source="p-0") -> list:
+    return [bucket, source, -1, -1, INPUT_IDLE, [], []]
 
 
 
@@ -220,22 +224,30 @@ def test_inputs_are_held_until_their_windows_are_emitted_anchored_to_them(run_bo
     assert bolt.errors == [] and bolt.emitted("dead_letters") == []
 
 
-def test_ticks_close_windows_of_an_idle_input(run_bolt):
-    bolt = run_bolt(conf={"forumstats.out_of_orderness": "1s", "forumstats.idle_timeout": "2s"})
+def test_silence_never_closes_a_window_but_a_declared_idle_input_does(run_bolt):
+    """Silence can be a partition held back upstream (max.spout.pending, pacing, a stalled
+    sink): only the spout's idle marker (caught up and quiet) lets the watermark pass it."""
+    bolt = run_bolt(conf={"forumstats.out_of_orderness": "1s", "forumstats.idle_timeout": "1s"})
 
-    sent_at = time.monotonic()
     i1 = send(bolt, batch(1, 0, 9, W + MIN + 500, [[W, "help", "t", "vote", 1],
                                                     [W + MIN, "help", "t", "vote", 2]]))
     assert windows_in(bolt.tick()) == []  # watermark W+59.5s
-    # Idle for 2 s, the input stops holding the watermark back: event time moves on with
-    # the wall clock from W+59.5s, so W closes 2.5 s after the batch, on a tick.
+    deadline = time.monotonic() + 3  # three times the idle timeout, in silence
+    while time.monotonic() < deadline:
+        assert windows_in(bolt.tick()) == [], "a silent input was taken for idle"
+        time.sleep(0.2)
+    declared_at = time.monotonic()
+    idle = send(bolt, idle_marker(1))
+    # Declared idle: event time moves on with the wall clock from W+59.5s, so W closes
+    # 0.5 s after the declaration, on a tick.
     while not windows(bolt):
-        assert time.monotonic() - sent_at < 15, "the idle input never let the window close"
+        assert time.monotonic() - declared_at < 15, "the idle input never let the window close"
         tick = bolt.tick()
         assert tick.acked
-        time.sleep(0.2)
-    assert time.monotonic() - sent_at >= 2.5
+        time.sleep(0.1)
+    assert time.monotonic() - declared_at >= 0.5
     assert [e.stream for e in windows_in(tick)] == ["windows"]  # emitted on that tick
+    assert idle not in bolt.pending
 
     assert [(p["start"], p["rows"], a) for _b, p, a in windows(bolt)] == [
         (W, [["help", "t", "vote", 1]], (i1,))]

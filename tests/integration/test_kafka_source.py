@@ -266,6 +266,41 @@ def test_rebalance_forgets_revoked_batches_and_ignores_their_acks(tansu):
             assert pa.batches == []  # partitions a kept were not handed out twice
 
 
+def test_only_caught_up_quiet_partitions_are_declared_idle(tansu):
+    """Downstream stops waiting for a partition only on the source's word: a partition whose
+    backlog is held back by the in-flight cap is silent, not idle; a failed batch waiting for
+    its replay is not idle either."""
+    topic, group = names()
+    tansu.create_topic(topic, 2)
+    produce(tansu.bootstrap, topic, 2, 40)
+    with source(tansu.bootstrap, topic, group, batch_size=10, max_in_flight=1,
+                idle_timeout_ms=500) as src:
+        held = drain(src, until=lambda b: len(b) == 1)
+        time.sleep(1.0)  # twice the idle timeout with one batch out and 70 records waiting
+        assert src.poll(timeout_ms=50) == []  # the cap holds everything else back
+        assert src.idle_inputs() == []
+        assert src.ack(held[0].batch_id)
+        rest = drain(src, until=lambda b: records_of(held + b) == 80 and src.caught_up(),
+                     max_records=10, ack=True)
+        time.sleep(1.0)
+        src.poll(timeout_ms=50)
+        assert src.idle_inputs() == [f"{topic}-0", f"{topic}-1"]
+        assert src.idle_inputs(ends={(topic, 0): 40, (topic, 1): 41}) == [f"{topic}-0"]
+        assert rest  # (acked as they came)
+
+    with source(tansu.bootstrap, topic, group + "-b", batch_size=40, idle_timeout_ms=500,
+                backoff_base_ms=60_000) as src:
+        out = drain(src, until=lambda b: records_of(b) == 80 and src.caught_up())
+        failed = next(b for b in out if b.partition == 1)
+        assert src.fail(failed.batch_id)
+        for b in out:
+            if b is not failed:
+                assert src.ack(b.batch_id)
+        time.sleep(1.0)
+        src.poll(timeout_ms=50)
+        assert src.idle_inputs() == [f"{topic}-0"]  # partition 1 waits for its replay
+
+
 def test_pacing_pauses_a_partition_far_ahead_in_event_time(tansu):
     topic, group = names()
     tansu.create_topic(topic, 2)

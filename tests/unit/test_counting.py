@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forumstats.counting import END_OF_INPUT, BucketCounter
+from forumstats.counting import END_OF_INPUT, INPUT_IDLE, BucketCounter
 from forumstats.settings import WindowSettings
 
 W = WindowSettings(size_ms=60_000, out_of_orderness_ms=30_000, idle_timeout_ms=30_000,
@@ -342,6 +342,26 @@ def test_end_of_input_closes_every_window():
     emissions, acks = c.advance(NOW0)
     assert [e.result.start_ms for e in emissions] == [T0] and sorted(acks) == ["t1", "t2"]
     assert c.engine.watermark >= END_OF_INPUT
+
+
+def test_counting_task_mode_waits_for_a_silent_input_until_its_source_declares_it_idle():
+    """The bolt's mode: silence (a partition held back by max.spout.pending, pacing or a
+    stalled sink) never releases the watermark; the spout's idle marker does, and the
+    input's next data makes it hold again."""
+    c = BucketCounter(W, idle_by_silence=False)
+    c.add("t1", "p0", 0, 0, T0 + 1_000, _rows((T0 + 1_000, "a", "1", "vote")), NOW0)
+    c.add("t2", "p1", 0, 0, T0 + 200_000, _rows((T0 + 200_000, "b", "1", "vote")), NOW0)
+    hour = 3_600_000
+    assert c.advance(NOW0 + hour) == ([], [])  # p0 silent for an hour: still waited for
+    c.add("i1", "p0", -1, -1, None, [], NOW0 + hour)  # an announcement: still waited for
+    assert c.advance(NOW0 + hour) == ([], [])
+    assert c.add("i2", "p0", -1, -1, INPUT_IDLE, [], NOW0 + hour).ack_now
+    emissions, acks = c.advance(NOW0 + hour)
+    assert [e.result.start_ms for e in emissions] == [T0] and acks == ["t1"]
+    c.add("t3", "p0", 1, 1, T0 + 190_000, _rows((T0 + 190_000, "a", "1", "vote")), NOW0 + hour)
+    watermark = c.engine.watermark
+    assert c.advance(NOW0 + 2 * hour) == ([], [])  # p0 has data again: it holds
+    assert c.engine.watermark == watermark
 
 
 def test_replay_after_its_source_ended_does_not_hold_the_watermark_back():

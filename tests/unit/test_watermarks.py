@@ -201,3 +201,96 @@ def test_without_idleness_is_running_max_of_min_over_inputs(steps) -> None:
         maxima[name] = max(maxima.get(name, ts), ts)
         expected = max(expected, min(maxima.values()) - B)
         assert wm.watermark(0) == expected
+
+
+# -- idleness declared by the source (the counting bolt's mode) ------------------------------
+
+
+def declared() -> WatermarkTracker:
+    return WatermarkTracker(out_of_orderness_ms=B, idle_timeout_ms=IDLE, idle_by_silence=False)
+
+
+def test_declared_mode_a_silent_input_holds_the_watermark_however_long() -> None:
+    wm = declared()
+    wm.observe("a", 100, 0)
+    wm.observe("b", 10, 0)
+    assert wm.watermark(10**9) == 10 - B  # b is silent (held back upstream), not idle
+
+
+def test_declared_idle_input_stops_holding_until_it_delivers_data() -> None:
+    wm = declared()
+    wm.observe("a", 100, 0)
+    wm.observe("b", 10, 0)
+    wm.mark_idle("b", 50)
+    assert wm.watermark(50) == 100 - B
+    wm.observe("b", None, 60, data=False)  # an announcement does not wake it
+    assert wm.watermark(60) == 100 - B
+    wm.observe("b", 20, 70)  # data does (late data: the watermark does not go back)
+    wm.observe("a", 200, 70)
+    assert wm.watermark(70) == 100 - B
+    wm.observe("b", 150, 80)
+    assert wm.watermark(80) == 150 - B
+
+
+def test_declared_all_idle_moves_with_wall_clock_from_the_declaration() -> None:
+    wm = declared()
+    wm.observe("a", 100, 0)
+    wm.mark_idle("a", 1_000)
+    assert wm.watermark(1_000) == 100 - B
+    assert wm.watermark(1_400) == 100 - B + 400
+    wm.mark_idle("a", 1_500)  # repeated declarations keep the first moment
+    assert wm.watermark(1_600) == 100 - B + 600
+
+
+declared_ops = st.lists(
+    st.tuples(st.sampled_from(["data", "announce", "idle", "end"]),
+              st.sampled_from(["a", "b", "c"]), st.integers(0, 200), st.integers(0, 50)),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(declared_ops)
+def test_declared_mode_matches_a_brute_force_oracle(steps) -> None:
+    """Oracle: an input is idle from its first declaration until its next data; live inputs
+    hold at max - B; with none live, the furthest idle projection; never backwards."""
+    wm = declared()
+    now = 0
+    maxima: dict[str, int] = {}
+    idle_from: dict[str, int] = {}
+    ended: set[str] = set()
+    expected = NEG_INF
+    for op, name, ts, dt in steps:
+        now += dt
+        if op == "data":
+            wm.observe(name, ts, now)
+            maxima[name] = max(maxima.get(name, NEG_INF), ts)
+            idle_from.pop(name, None)
+            ended.discard(name)
+        elif op == "announce":
+            wm.observe(name, None, now, data=False)
+            maxima.setdefault(name, NEG_INF)
+            ended.discard(name)
+        elif op == "idle":
+            wm.mark_idle(name, now)
+            maxima.setdefault(name, NEG_INF)
+            idle_from.setdefault(name, now)
+        else:
+            wm.end(name)
+            maxima.setdefault(name, NEG_INF)
+            ended.add(name)
+        open_inputs = [n for n in maxima if n not in ended]
+        live = [maxima[n] - B if maxima[n] > NEG_INF else NEG_INF
+                for n in open_inputs if n not in idle_from]
+        projections = [maxima[n] - B + now - idle_from[n] for n in open_inputs
+                       if n in idle_from and maxima[n] > NEG_INF]
+        if live:
+            candidate = min(live)
+        elif projections:
+            candidate = max(projections)
+        elif ended:
+            candidate = POS_INF
+        else:
+            candidate = NEG_INF
+        expected = max(expected, candidate)
+        assert wm.watermark(now) == expected
