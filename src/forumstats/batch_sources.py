@@ -13,12 +13,16 @@ from .settings import Settings
 def open_batch_source(settings: Settings, conf: dict[str, Any]):
     """A KafkaBatchSource, or for local runs a LocalBatchSource with the same interface."""
     batch_size = int(conf.get("forumstats.kafka.batch_size", 2000))
-    max_in_flight = int(conf.get("topology.max.spout.pending") or 64)
+    max_in_flight = batches_in_flight(conf, settings.buckets)
     if settings.source == "kafka":
+        from dataclasses import replace
+
         from .kafka_settings import KafkaSourceSettings
         from .kafka_source import KafkaBatchSource
 
-        source = KafkaBatchSource(KafkaSourceSettings.from_options(conf))
+        kafka = KafkaSourceSettings.from_options(conf)
+        kafka = replace(kafka, max_in_flight=min(kafka.max_in_flight, max_in_flight))
+        source = KafkaBatchSource(kafka)
         return StopAtEnd(source) if conf.get("forumstats.spout.stop_at_end") else source
     from .local_source import LocalBatchSource
     from .sources import GeneratorSource, NdjsonSource
@@ -34,6 +38,15 @@ def open_batch_source(settings: Settings, conf: dict[str, Any]):
                           "nor an existing NDJSON file")
     return LocalBatchSource(source, batch_size=batch_size, max_in_flight=max_in_flight,
                             started_ms=int(time.time() * 1000))
+
+
+def batches_in_flight(conf: dict[str, Any], buckets: int) -> int:
+    """The batches the spout may have out: ``topology.max.spout.pending`` counts tuples, and a
+    batch is ``buckets`` tuples plus perhaps a dead-letter one. Capping batches below Storm's
+    own cap means Storm never stops calling nextTuple, so the Kafka consumer keeps polling
+    (max.poll.interval) and the per-partition shares (see AckTracker.share) decide who waits."""
+    pending = int(conf.get("topology.max.spout.pending") or 64 * (buckets + 1))
+    return max(1, pending // (buckets + 1))
 
 
 class StopAtEnd:
@@ -56,8 +69,7 @@ class StopAtEnd:
 
     def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list:
         batches = self.source.poll(max_records=max_records, timeout_ms=timeout_ms)
-        if self.ends is None and self.source.caught_up():
-            self.ends = self.source.end_offsets_snapshot()
+        self._learn_ends()
         if self.ends is None:
             return batches
         out = []
@@ -69,19 +81,41 @@ class StopAtEnd:
                 out.append(batch)
         return out
 
+    def _learn_ends(self) -> None:
+        """The end of each partition, taken the first time this consumer has caught up with
+        it: partitions that come to it in a rebalance later get theirs then."""
+        owned = self.source.assignment()
+        if not owned or owned <= set(self.ends or {}) or not self.source.caught_up():
+            return
+        snapshot = self.source.end_offsets_snapshot()
+        self.ends = {**(self.ends or {}),
+                     **{key: end for key, end in snapshot.items() if key not in (self.ends or {})}}
+
+    def _owned_ends(self) -> dict[tuple[str, int], int] | None:
+        """Ends of the partitions owned now, once the group is settled and each has one."""
+        if self.ends is None or not self.source.settled():
+            return None
+        owned = self.source.assignment()
+        if not owned <= set(self.ends):
+            return None
+        return {key: self.ends[key] for key in owned}
+
     def exhausted(self) -> bool:
-        if self.ends is None:
+        """Every partition owned now is read up to its end (a rebalance can change which)."""
+        ends = self._owned_ends()
+        if ends is None:
             return False
         info = self.source.watermark_info()
-        return all(info.get(key, {}).get("next_offset", -1) >= end
-                   for key, end in self.ends.items())
+        return all(info.get(key, {}).get("next_offset", -1) >= end for key, end in ends.items())
 
     def input_names(self) -> list[str]:
-        return [f"{topic}-{partition}" for topic, partition in sorted(self.ends or {})]
+        """The inputs this consumer ends: the partitions it owns (and has read to the end)."""
+        return [f"{topic}-{partition}" for topic, partition in sorted(self._owned_ends() or {})]
 
     def idle_inputs(self) -> list[str]:
         """Partitions read to their end (records past it are never handed out) and quiet."""
         return self.source.idle_inputs(self.ends)
 
     def finished(self) -> bool:
-        return self.exhausted() and self.source.reached(self.ends)
+        ends = self._owned_ends()
+        return ends is not None and self.exhausted() and self.source.reached(ends)

@@ -15,7 +15,9 @@ Guarantees
 * Offsets are committed per partition only up to the contiguous prefix of acked batches.
 * A failed batch is re-read (seek back) after base*2^(n-1) ms (capped) and handed out again
   with the same id, offsets and records.
-* At most ``max_in_flight`` batches are out un-acked (like ``topology.max.spout.pending``).
+* At most ``max_in_flight`` batches are out un-acked (like ``topology.max.spout.pending``),
+  and at most an equal share of that per owned partition, so the slowest partition always
+  has room (``AckTracker.share``).
 * Rebalances: batches of partitions that are taken away are forgotten; acks and fails that
   arrive for them later are ignored and nothing is committed for them. Partitions that stay
   with this consumer (an eager rebalance revokes and re-assigns everything) keep their state.
@@ -353,6 +355,11 @@ class KafkaBatchSource:
     def broker_down(self) -> bool:
         return self._down_since_ms is not None
 
+    def settled(self) -> bool:
+        """The group is stable and every partition it gave this consumer is set up."""
+        with self._lock:
+            return self._group_stable() and not self._uninitialized and not self._events
+
     def caught_up(self) -> bool:
         """Every owned partition has been fetched up to its fetch high watermark and nothing
         fetched is still waiting to be handed out (Tansu-safe: does not trust end_offsets)."""
@@ -590,7 +597,7 @@ class KafkaBatchSource:
                 want.add(tp)
             elif part.replay_active:
                 continue  # re-reading failed batches needs no room
-            elif tp in held or full:
+            elif tp in held or full or self._tracker.room_for(tp) == 0:
                 want.add(tp)
             elif len(part.pending) >= 4 * self.settings.batch_size:
                 want.add(tp)  # enough buffered (cannot hand out: cut log full or uncommitted cap)
@@ -688,6 +695,9 @@ class KafkaBatchSource:
         for tp in active:
             if room <= 0:
                 break
+            share = self._tracker.room_for(tp)
+            if share <= 0:
+                continue
             part, ledger = self._parts[tp], self._tracker.ledgers[tp]
             position = self._position(tp)
             if position is None:
@@ -696,7 +706,7 @@ class KafkaBatchSource:
             tail_ok = (self._mode != "none" and highwater is not None and position >= highwater
                        and now - (part.pending_since_ms or now) >= self.settings.tail_linger_ms)
             cuts = ledger.plan([r.offset for r in part.pending], position, tail_ok=tail_ok,
-                               limit=room)
+                               limit=min(room, share))
             if cuts:
                 plans[tp] = cuts
                 room -= len(cuts)

@@ -555,5 +555,17 @@ class AckTracker:
     def room(self) -> int:
         return max(0, self.max_in_flight - self.in_flight)
 
+    def share(self) -> int:
+        """Batches one partition may have in flight: an equal share of the cap, so the
+        partition furthest behind in event time always has room (if the fastest ones could
+        take it all, the windows waiting for the slowest would never close)."""
+        return max(1, self.max_in_flight // max(1, len(self.active())))
+
+    def room_for(self, key: Hashable) -> int:
+        ledger = self.ledgers.get(key)
+        if ledger is None:
+            return 0
+        return max(0, min(self.room(), self.share() - ledger.in_flight))
+
     def committable(self) -> dict[Hashable, int]:
         return {k: v.committable for k, v in self.active().items()}

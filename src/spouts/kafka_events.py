@@ -44,7 +44,7 @@ class KafkaEventSpout(Spout):
         # very same dead letters (received_at included) and rewrites identical content
         self.received_ms: dict[str, int] = {}
         self.emitted_events = 0
-        self.end_sent = False
+        self.ended: set[str] = set()  # inputs this task sent END_OF_INPUT for
         self.finished_sent = False
         self.announced: set[str] = set()
         self._last_commit = time.monotonic()
@@ -54,11 +54,11 @@ class KafkaEventSpout(Spout):
         self._announce_inputs()
         for batch in batches:
             self._emit_batch(batch)
-        if not self.end_sent and getattr(self.source, "exhausted", lambda: False)():
-            self._emit_end_of_input()
-        if self.end_sent and not self.finished_sent and self._finished():
-            self.emit([self.task_id, "finished", {}], stream="status")
-            self.finished_sent = True
+        if getattr(self.source, "exhausted", lambda: False)():
+            self._emit_end_of_input()  # again after a rebalance brought more partitions
+            if not self.finished_sent and self._finished():
+                self.emit([self.task_id, "finished", {}], stream="status")
+                self.finished_sent = True
         now = time.monotonic()
         if now - self._last_commit >= COMMIT_EVERY_S:
             self.source.commit()
@@ -141,9 +141,11 @@ class KafkaEventSpout(Spout):
     def _emit_end_of_input(self) -> None:
         """A bounded source is exhausted: tell every bucket, so all windows close."""
         for name in self.source.input_names():
+            if name in self.ended:
+                continue
+            self.ended.add(name)
             for bucket in range(self.settings.buckets):
                 self.emit([bucket, name, -1, -1, END_OF_INPUT, [], []], stream="batches")
-        self.end_sent = True
 
     def ack(self, tup_id):
         batch_id = tup_id.split("|", 1)[0]

@@ -116,3 +116,39 @@ def test_multilang_bolt_subprocess_killed(victim, tansu, seaweed, s3_bucket, tmp
     assert final.wait(240) == 0, tail(final.log)
     assert verify_exact(seaweed, s3_bucket, "stats", produced, tmp_path).rows == verdict.rows
     assert committed(tansu.bootstrap, topic, group) == end_offsets(produced)
+
+
+def test_consumer_group_rebalance_mid_run(tansu, seaweed, s3_bucket, tmp_path):
+    """Chaos 6. Two spout tasks, two consumers of the group, each a multi-lang subprocess.
+    One is killed mid-run: the group moves its partitions to the other once its session
+    times out (a rebalance), the runner restarts it as Storm restarts a dead worker and it
+    joins again (a second rebalance, splitting the partitions anew). Batches of revoked
+    partitions are forgotten and replayed by the new owner; the counting tasks recognise the
+    replayed ranges. Exact, offsets committed to the end."""
+    import os
+    import signal
+
+    topic, group = f"chaos-rebalance-{uuid.uuid4().hex[:8]}", "chaos-rebalance"
+    tansu.create_topic(topic, partitions=4)
+    produced = produce(tansu.bootstrap, topic, generated(12_000, seed=83))
+    cmd = run_command(tansu.bootstrap, topic, group, f"s3://{s3_bucket}/stats",
+                      seaweed.endpoint_url,
+                      write_config(tmp_path, **{"forumstats.parallelism.spout": 2}),
+                      multilang=True)
+    runner = Runner(cmd, tmp_path / "runner.log")
+    wait_for("first commits", lambda: runner.proc.poll() is not None
+             or committed_total(tansu.bootstrap, topic, group) > 0, timeout=90)
+    assert runner.proc.poll() is None, "the run ended before the fault: more data\n" + tail(
+        runner.log)
+    spouts = [pid for pid, cmdline in runner.children() if "kafka_events" in cmdline]
+    assert len(spouts) == 2, runner.children()
+    before = committed_total(tansu.bootstrap, topic, group)
+    os.kill(spouts[0], signal.SIGKILL)  # a child of the runner we started, by its pid
+    assert runner.wait(300) == 0, tail(runner.log)
+    log = runner.log.read_text(errors="replace")
+    assert "events[" in log and "died" in log and "restarting it" in log, tail(runner.log)
+    verdict = verify_exact(seaweed, s3_bucket, "stats", produced, tmp_path)
+    print(f"\nspout task killed after {before} committed (of {produced.count}); "
+          f"rejoined: {verdict.line()}")
+    assert before < produced.count
+    assert committed(tansu.bootstrap, topic, group) == end_offsets(produced)

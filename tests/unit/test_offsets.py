@@ -518,3 +518,21 @@ def test_settings_from_config_options():
 def test_bad_settings_are_rejected_with_the_option_name(options):
     with pytest.raises(ConfigError, match="forumstats.kafka."):
         KafkaSourceSettings.from_options(options)
+
+
+def test_each_partition_gets_an_equal_share_so_the_slowest_always_has_room():
+    tracker = AckTracker(max_in_flight=7)
+    keys = [("t", p) for p in range(3)]
+    for key in keys:
+        tracker.attach(key, PartitionLedger(0, 1))
+    assert tracker.share() == 2  # 7 // 3
+    fast, slow = keys[0], keys[2]
+    emitted = emit_all(tracker.ledgers[fast], list(range(10)), 10,
+                       limit=tracker.room_for(fast))
+    assert len(emitted) == 2 and tracker.room_for(fast) == 0
+    emit_all(tracker.ledgers[keys[1]], list(range(10)), 10, limit=tracker.room_for(keys[1]))
+    assert tracker.room() == 3 and tracker.room_for(slow) == 2  # kept free for the slowest
+    tracker.ack(tracker.batch_id(fast, emitted[0]))
+    assert tracker.room_for(fast) == 1
+    tracker.revoke(keys[1])  # fewer partitions: bigger shares
+    assert tracker.share() == 3 and tracker.room_for(keys[1]) == 0
