@@ -85,11 +85,6 @@ log = logging.getLogger(__name__)
 CUT_TOPIC_PREFIX = "forumstats-cuts."
 CUT_TOPIC_SCAN = 8
 REMIND_EVERY_MS = 30_000
-# While the group (re)joins, poll this long: kafka-python 3.0.12 throws away a join that
-# completes between two polls (the next poll sees the finished task and sends a new
-# JoinGroup), so with short polls on a busy process a join can repeat many times (3 s each on
-# Tansu; seen 7 in a row). A join mostly completes inside a long poll instead.
-JOIN_POLL_MS = 1_000
 
 
 class Record(NamedTuple):
@@ -203,6 +198,7 @@ class KafkaBatchSource:
             raise SourceError(
                 f"cannot connect to Kafka at {settings.bootstrap_servers}: {exc}; check "
                 "forumstats.kafka.bootstrap_servers and that the brokers are up") from exc
+        _keep_finished_joins(self._consumer)
         self._consumer.subscribe(list(settings.topics), listener=_Listener(self))
 
     # ------------------------------------------------------------------ public API
@@ -215,8 +211,6 @@ class KafkaBatchSource:
             self._start_replays(now)
             self._apply_pauses(now)
             self._unstick_fetcher()
-            if not self._group_stable():
-                timeout_ms = max(timeout_ms, JOIN_POLL_MS)
             try:
                 fetched = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             except KafkaError as exc:
@@ -976,6 +970,50 @@ class KafkaBatchSource:
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
         return best[2] if best else None
+
+
+class _JoinTask:
+    """kafka-python 3.0.x's group-join task as its join loop ought to see it.
+
+    The loop sends a new JoinGroup when it finds its join task done, also when the task
+    *succeeded* between two polls (nobody was waiting for it at that moment): the finished
+    join is thrown away and the whole group rebalances again, 3 s a round on Tansu (and on
+    Kafka with its default initial rebalance delay). Several consumers polled in turn from one
+    thread, as the local runner drives spout tasks, then rebalance forever. Reporting a
+    succeeded task as not done makes the loop wait for it, which returns its result at once.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: Any) -> None:
+        self._task = task
+
+    @property
+    def is_done(self) -> bool:
+        return self._task.is_done and not self._task.succeeded()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    def __await__(self):
+        return self._task.__await__()
+
+
+def _keep_finished_joins(consumer: KafkaConsumer) -> None:
+    """Wrap the join tasks of ``consumer``'s coordinator in ``_JoinTask`` (kafka-python 3.0.x
+    internals; other versions are left alone)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    manager = getattr(coordinator, "_manager", None)
+    join = getattr(coordinator, "_do_join_and_sync_async", None)
+    if manager is None or join is None or not hasattr(coordinator, "_join_task"):
+        return
+    call_soon = manager.call_soon
+
+    def call_soon_keeping_joins(coro: Any, *args: Any) -> Any:
+        task = call_soon(coro, *args)
+        return _JoinTask(task) if coro == join else task
+
+    manager.call_soon = call_soon_keeping_joins
 
 
 class _NotYet(Exception):

@@ -373,3 +373,27 @@ def test_broker_restart_is_survived(seaweed, tmp_path, caplog):
             seen = sorted((b.partition, off) for b in first + later for off, _, _ in b.records)
             assert set(seen) == {(p, i) for p in range(2) for i in range(100)}
         assert committed(broker.bootstrap, group, topic, 2) == {0: 100, 1: 100}
+
+
+def test_two_consumers_polled_in_turn_from_one_thread_settle_without_endless_rejoins(
+        tansu, caplog):
+    """As the local runner drives two spout tasks: short polls in turn, with gaps. With
+    kafka-python 3.0.12 as it is, a join that completes during a gap is thrown away and the
+    group rebalances again and again (see kafka_source._JoinTask)."""
+    topic, group = names()
+    tansu.create_topic(topic, 4)
+    produce(tansu.bootstrap, topic, 4, 10)
+    caplog.set_level(logging.INFO, logger="kafka.coordinator")
+    with source(tansu.bootstrap, topic, group) as a, source(tansu.bootstrap, topic, group) as b:
+        started = time.monotonic()
+        while time.monotonic() - started < 40:
+            for src in (a, b):
+                src.poll(timeout_ms=0)
+                time.sleep(0.3)  # the other tasks' turn
+            mine, theirs = a.assignment(), b.assignment()
+            if len(mine) == 2 and len(theirs) == 2 and not mine & theirs:
+                break
+        took = time.monotonic() - started
+        joins = sum("Successfully joined group" in r.getMessage() for r in caplog.records)
+    assert len(mine) == len(theirs) == 2 and not mine & theirs, (mine, theirs, took)
+    assert joins <= 6, f"{joins} joins in {took:.0f} s: rejoining in a loop"
