@@ -54,7 +54,8 @@ class WindowCountBolt(Bolt):
         return lambda start: load_written_window(self.store, size, start, bucket)
 
     def process(self, tup):
-        bucket, source, first, last, max_ts, rows, users = tup.values
+        bucket, source, first, last, max_ts, rows, users, *more = tup.values
+        span = more[0] if more else None
         counter = self.counters.get(bucket)
         if counter is None:
             counter = self.counters[bucket] = BucketCounter(self.settings.windows,
@@ -62,7 +63,8 @@ class WindowCountBolt(Bolt):
                                                             retain_ms=self.retain_ms,
                                                             idle_by_silence=False)
         try:
-            outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms(), users)
+            outcome = counter.add(tup.id, source, first, last, max_ts, rows, _now_ms(), users,
+                                  span)
         except StoreError as exc:
             # A window's written state could not be read: counting now could count a replay
             # twice. Nothing was changed; fail the tuple so that Storm replays the batch.

@@ -112,7 +112,7 @@ class StopAtEnd:
         """The inputs this consumer ends: the partitions it owns (and has read to the end)."""
         return [f"{topic}-{partition}" for topic, partition in sorted(self._owned_ends() or {})]
 
-    def idle_inputs(self) -> list[str]:
+    def idle_inputs(self) -> dict[str, tuple[int, int]]:
         """Partitions read to their end (records past it are never handed out) and quiet."""
         return self.source.idle_inputs(self.ends)
 

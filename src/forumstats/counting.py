@@ -38,6 +38,54 @@ END_OF_INPUT = 2**62  # max_ts of the marker a bounded source sends when it is e
 INPUT_IDLE = -(2**62)
 
 
+class SourceChain:
+    """The offset ranges of one source (a partition) counted since its floor, the committed
+    offset the spout sends along (everything below it is written).
+
+    The source's event time for the watermark is the highest of the *contiguous* chain of
+    ranges from the floor: a batch that failed (a store read failed) or was lost with a dead
+    worker leaves a gap until its replay arrives, so later batches of the same partition,
+    counted meanwhile, cannot push the watermark past the windows the replay still needs.
+    Ranges tile a partition (see offsets.py), so contiguity is exact.
+    """
+
+    def __init__(self) -> None:
+        self.frontier: int | None = None  # the chain covers [floor, frontier)
+        self._ahead: dict[int, tuple[int, int | None]] = {}  # start -> (end, max_ts)
+
+    def add(self, floor: int, start: int, end: int, max_ts: int | None) -> int | None:
+        """A counted range; returns the highest event time it (or ranges it connected) added
+        to the chain, None if the chain did not grow."""
+        best = self.raise_floor(floor)
+        if end > self.frontier:
+            self._ahead[start] = (end, max_ts)
+            best = _max(best, self._absorb())
+        return best
+
+    def raise_floor(self, floor: int) -> int | None:
+        if self.frontier is None or floor > self.frontier:
+            self.frontier = floor
+        return self._absorb()
+
+    def reaches(self, end: int) -> bool:
+        return self.frontier is not None and self.frontier >= end
+
+    def _absorb(self) -> int | None:
+        best = None
+        while True:
+            joinable = [s for s in self._ahead if s <= self.frontier]
+            if not joinable:
+                return best
+            for start in joinable:
+                end, max_ts = self._ahead.pop(start)
+                self.frontier = max(self.frontier, end)
+                best = _max(best, max_ts)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 @dataclass(frozen=True)
 class Emission:
     result: WindowResult
@@ -85,18 +133,37 @@ class BucketCounter:
         self.retain_ms = retain_ms
         self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
         self._distinct: dict[int, DistinctResult] = {}  # latest distinct users per window
+        self._chains: dict[str, SourceChain] = {}
+
+    def _idle(self, source: str, floor: int, end: int, now_ms: int) -> None:
+        """The spout says the source is idle: believe it once every batch it handed out since
+        the floor has arrived; until then it is alive and holds the watermark."""
+        if floor < 0:  # a marker without offsets: nothing to check
+            self.engine.watermarks.mark_idle(source, now_ms)
+            return
+        chain = self._chains.setdefault(source, SourceChain())
+        grown = chain.raise_floor(floor)
+        if grown is not None:
+            self.engine.watermarks.observe(source, grown, now_ms)
+        if chain.reaches(end):
+            self.engine.watermarks.mark_idle(source, now_ms)
+        else:
+            self.engine.watermarks.observe(source, None, now_ms, data=False)
 
     def add(self, tuple_id: str, source: str, first: int, last: int, max_ts: int | None,
-            rows: Iterable[list], now_ms: int, users: Iterable[list] = ()) -> AddOutcome:
+            rows: Iterable[list], now_ms: int, users: Iterable[list] = (),
+            span: list | tuple | None = None) -> AddOutcome:
         """``rows``: [start, forum, thread, type, n]; ``users``: [start, forum, thread, [ids]]
-        (counted into HLL sketches, which a replay cannot inflate)."""
+        (counted into HLL sketches, which a replay cannot inflate); ``span``: the batch's
+        [floor, start, end] (see SourceChain; without it max_ts counts at once).
+        An INPUT_IDLE marker carries floor and end of what was handed out in first/last."""
         if max_ts is not None and max_ts >= END_OF_INPUT:
             self._ended.add(source)
             self.engine.watermarks.end(source)
             return AddOutcome(ack_now=True)
         if max_ts is not None and max_ts <= INPUT_IDLE:
             if source not in self._ended:
-                self.engine.watermarks.mark_idle(source, now_ms)
+                self._idle(source, first, last, now_ms)
             return AddOutcome(ack_now=True)
         rows = list(rows)
         if self._load is not None:
@@ -111,6 +178,10 @@ class BucketCounter:
             # A bounded source sends END once all is cut, with batches possibly still in
             # flight: a replay after END must not revive it (WatermarkTracker.observe would
             # un-end it, and it would hold the watermark back below end-of-input for good).
+            if span is not None:
+                floor, start, end = span
+                max_ts = self._chains.setdefault(source, SourceChain()).add(floor, start, end,
+                                                                            max_ts)
             self.engine.watermarks.observe(source, max_ts, now_ms, data=first >= 0)
         out = AddOutcome()
         cutoff = self.engine.late_cutoff()

@@ -104,6 +104,10 @@ class RawBatch:
     records: list[tuple[int, bytes, int]]
     batch_id: str
     attempt: int = 0
+    # (floor, start, end): the partition's committed offset when handed out, and the batch's
+    # offset range [start, end). Ranges tile the partition, so downstream can tell whether
+    # every batch from the floor up to this one has arrived (see counting.SourceChain).
+    span: tuple[int, int, int] | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -303,21 +307,25 @@ class KafkaBatchSource:
                 total += max(0, highwater - ledger.committable)
             return total if self._tracker.ledgers else None
 
-    def idle_inputs(self, ends: dict[tuple[str, int], int] | None = None) -> list[str]:
-        """``topic-partition`` names of owned partitions that are idle: everything below the
-        high watermark (or below ``ends`` where given) handed out, nothing failed and waiting
-        for a replay, and no record fetched for ``idle_timeout``. Only these may stop holding
-        the watermark back downstream; a partition held back by the in-flight cap, by pacing
-        or by a slow sink is silent, but not idle."""
+    def idle_inputs(self, ends: dict[tuple[str, int], int] | None = None
+                    ) -> dict[str, tuple[int, int]]:
+        """Owned partitions that are idle, as ``topic-partition`` -> (floor, end): everything
+        below the high watermark (or below ``ends`` where given) handed out, nothing failed
+        and waiting for a replay, and no record fetched for ``idle_timeout``. ``floor`` is the
+        committed offset and ``end`` where the handed-out batches end: downstream stops waiting
+        for the partition only once it holds every batch in between. A partition held back by
+        the in-flight cap, by pacing or by a slow sink is silent, but not idle."""
         with self._lock:
             now = self._now_ms()
-            out = []
+            out = {}
             for tp, ledger in sorted(self._tracker.active().items()):
-                end = (ends or {}).get((tp.topic, tp.partition)) or self._highwater(tp)
+                limit = (ends or {}).get((tp.topic, tp.partition))
+                end = limit if limit is not None else self._highwater(tp)
                 waiting = any(b.state in (FAILED, REPLAYING) for b in ledger.batches.values())
                 if (end is not None and ledger.next_emit >= end and not waiting
                         and not self._pacer.is_live(tp, now)):
-                    out.append(f"{tp.topic}-{tp.partition}")
+                    out[f"{tp.topic}-{tp.partition}"] = (
+                        ledger.committable, end if limit is not None else ledger.next_emit)
             return out
 
     def assignment(self) -> set[tuple[str, int]]:
@@ -732,9 +740,11 @@ class KafkaBatchSource:
                          tp.partition, batch.first, batch.last, timeout)
 
     def _raw(self, tp: TopicPartition, batch: Batch, recs: list[Record]) -> RawBatch:
+        ledger = self._tracker.ledgers[tp]
         return RawBatch(tp.topic, tp.partition, batch.first, batch.last,
                         [(r.offset, r.value, r.timestamp_ms) for r in recs],
-                        self._tracker.batch_id((tp.topic, tp.partition), batch), batch.retries)
+                        self._tracker.batch_id((tp.topic, tp.partition), batch), batch.retries,
+                        (ledger.committable, batch.start, batch.end))
 
     def _unstick_fetcher(self) -> None:
         """Work around a kafka-python 3.0.12 fetcher bug.

@@ -63,7 +63,8 @@ class LocalBatchSource:
         last = records[-1][0] if self._exhausted else end - 1
         self._next_first = last + 1
         batch = RawBatch(self.topic, self.partition, first, last, records,
-                         f"{self.topic}:{self.partition}:{first}-{last}")
+                         f"{self.topic}:{self.partition}:{first}-{last}",
+                         span=(self._committed, first, last + 1))
         self._in_flight[batch.batch_id] = batch
         return batch
 
@@ -87,7 +88,9 @@ class LocalBatchSource:
         self._queued.add(batch_id)
         self._replay.append(RawBatch(batch.topic, batch.partition, batch.first_offset,
                                      batch.last_offset, batch.records, batch.batch_id,
-                                     batch.attempt + 1))
+                                     batch.attempt + 1,
+                                     (self._committed, batch.first_offset,
+                                      batch.last_offset + 1)))
         self._in_flight[batch_id] = self._replay[-1]
         return True
 
@@ -111,9 +114,9 @@ class LocalBatchSource:
     def input_names(self) -> list[str]:
         return [f"{self.topic}-{self.partition}"]
 
-    def idle_inputs(self) -> list[str]:
+    def idle_inputs(self) -> dict[str, tuple[int, int]]:
         """Never idle: a file or the generator is read to its end, then ended."""
-        return []
+        return {}
 
     def finished(self) -> bool:
         """Everything read and every batch acked."""

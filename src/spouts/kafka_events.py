@@ -20,7 +20,8 @@ from forumstats.counting import END_OF_INPUT, INPUT_IDLE
 from forumstats.settings import Settings
 from forumstats.stdio_guard import protect_protocol_stream
 
-BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows", "users"]
+# span: [floor (committed offset), start, end] of the batch's offset range (None on markers)
+BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows", "users", "span"]
 DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
 COMMIT_EVERY_S = 1.0
 
@@ -90,18 +91,20 @@ class KafkaEventSpout(Spout):
             if name not in self.announced:
                 self.announced.add(name)
                 for bucket in range(self.settings.buckets):
-                    self.emit([bucket, name, -1, -1, None, [], []], stream="batches")
+                    self.emit([bucket, name, -1, -1, None, [], [], None], stream="batches")
 
     def _announce_liveness(self) -> None:
         """Once a second, every input again: idle (caught up and quiet, so the counting tasks
         stop waiting for it) or not. The counting tasks never take silence for idleness: an
         input held back by max.spout.pending, by pacing or by a stalled sink is silent with a
         backlog. Repeating it also informs a counting task that was restarted."""
-        idle = set(self.source.idle_inputs())
+        idle = self.source.idle_inputs()
         for name in self._input_names():
+            # idle: first/last carry the committed offset and the end of what was handed out
+            floor, end = idle.get(name, (-1, -1))
             max_ts = INPUT_IDLE if name in idle else None
             for bucket in range(self.settings.buckets):
-                self.emit([bucket, name, -1, -1, max_ts, [], []], stream="batches")
+                self.emit([bucket, name, floor, end, max_ts, [], [], None], stream="batches")
 
     def _input_names(self) -> list[str]:
         if hasattr(self.source, "assignment"):
@@ -126,7 +129,8 @@ class KafkaEventSpout(Spout):
             ids.add(tup_id)
             self.emit([bucket, name, batch.first_offset, batch.last_offset, prepared.max_ts,
                        prepared.rows_by_bucket.get(bucket, []),
-                       prepared.users_by_bucket.get(bucket, [])],
+                       prepared.users_by_bucket.get(bucket, []),
+                       list(batch.span) if batch.span else None],
                       tup_id=tup_id, stream="batches")
         if prepared.dead:
             tup_id = f"{prefix}|dead"
@@ -145,7 +149,7 @@ class KafkaEventSpout(Spout):
                 continue
             self.ended.add(name)
             for bucket in range(self.settings.buckets):
-                self.emit([bucket, name, -1, -1, END_OF_INPUT, [], []], stream="batches")
+                self.emit([bucket, name, -1, -1, END_OF_INPUT, [], [], None], stream="batches")
 
     def ack(self, tup_id):
         batch_id = tup_id.split("|", 1)[0]

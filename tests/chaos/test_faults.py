@@ -85,10 +85,7 @@ def test_seaweedfs_down_20s_mid_run(tansu, seaweed, s3_bucket, tmp_path):
     assert committed(tansu.bootstrap, topic, group) == end_offsets(produced)
 
 
-@pytest.mark.parametrize("victim", ["window_count", pytest.param("parquet_sink", marks=(
-    pytest.mark.xfail(strict=False, reason=(
-        "open (issue 6): passed locally, failed on a clean clone: a killed sink's batches "
-        "must time out and be replayed before the backfill can finish; not yet reliable"))))])
+@pytest.mark.parametrize("victim", ["window_count", "parquet_sink"])
 def test_multilang_bolt_subprocess_killed(victim, tansu, seaweed, s3_bucket, tmp_path):
     """kill -9 of one bolt subprocess: the runner restarts the task as Storm restarts a dead
     worker; the tuples it held time out (topology.message.timeout.secs) and are replayed."""

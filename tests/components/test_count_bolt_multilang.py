@@ -95,16 +95,16 @@ def topology_conf(**extra) -> dict:
 
 
 def batch(bucket: int, first: int, last: int, max_ts: int, rows: list, source="p-0",
-          users: list | None = None) -> list:
-    return [bucket, source, first, last, max_ts, rows, users or []]
+          users: list | None = None, span: list | None = None) -> list:
+    return [bucket, source, first, last, max_ts, rows, users or [], span]
 
 
 def end_marker(bucket: int, source="p-0") -> list:
-    return [bucket, source, -1, -1, END_OF_INPUT, [], []]
+    return [bucket, source, -1, -1, END_OF_INPUT, [], [], None]
 
 
 def idle_marker(bucket: int, source="p-0") -> list:
-    return [bucket, source, -1, -1, INPUT_IDLE, [], []]
+    return [bucket, source, -1, -1, INPUT_IDLE, [], [], None]
 
 
 

@@ -168,9 +168,10 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
         batch = f"generator:0:{first}-{last}"
         parts_per_batch.setdefault(batch, set()).add(ident["part"])
         if emit.stream == "batches":
-            bucket, source, v_first, v_last, max_ts, rows, users = emit.values
+            bucket, source, v_first, v_last, max_ts, rows, users, span = emit.values
             assert ident["part"] == str(bucket)
             assert (source, v_first, v_last) == (SOURCE, first, last)
+            assert span == [0, first, last + 1]  # nothing acked yet: the floor stays at 0
             assert max_ts == batch_max_ts[first]
             for start, forum, thread, kind, n in rows:
                 assert bucket_of(forum, buckets) == bucket  # fields grouping on "bucket"
@@ -207,15 +208,16 @@ def test_batches_count_every_accepted_event_once_with_named_ids(run_spout):
     # Every bucket hears of the input before any of its data (so an input that has sent
     # nothing yet holds the watermark back), and of its end after all of its batches: one
     # unreliable marker per bucket each time.
-    unreliable = [e for e in spout.emits if e.msg_id is None]
+    unreliable = [e for e in spout.emits if e.msg_id is None and e.stream != "status"]
     assert all(e.stream == "batches" for e in unreliable)
-    assert [e.values for e in spout.emits[:buckets]] == [
-        [b, SOURCE, -1, -1, None, [], []] for b in range(buckets)]
+    announcement = [[b, SOURCE, -1, -1, None, [], [], None] for b in range(buckets)]
+    assert [e.values for e in spout.emits[:buckets]] == announcement
     markers = end_markers(spout)
     assert [e.values for e in markers] == [
-        [b, SOURCE, -1, -1, END_OF_INPUT, [], []] for b in range(buckets)]
-    assert spout.emits[-buckets:] == markers
-    assert len(unreliable) == 2 * buckets
+        [b, SOURCE, -1, -1, END_OF_INPUT, [], [], None] for b in range(buckets)]
+    assert [e for e in spout.emits if e.stream != "status"][-buckets:] == markers
+    # in between, only the once-a-second liveness repeats of the announcement
+    assert all(e.values in announcement for e in unreliable if e not in markers)
     assert len(spout.emits) < events / 50  # batched: far fewer tuples than events
     assert spout.errors == []
 

@@ -402,3 +402,72 @@ def test_replay_of_a_range_whose_window_was_forgotten_is_not_too_late():
     out = c.add("t4", "p0", 2, 2, T0 + 2_000, _rows((T0 + 2_000, "a", "1", "vote")),
                 NOW0 + 602_000)
     assert out.too_late and out.ack_now
+
+
+# -- SourceChain: a partition's event time counts only through contiguous ranges -------------
+
+
+def test_a_gap_left_by_a_failed_batch_holds_the_watermark_until_its_replay():
+    """p0's batch [100, 200) fails (a store read failed) while [200, 300) is counted: p0's
+    event time stays at [0, 100)'s, so the windows the replay needs stay open."""
+    c = BucketCounter(W, idle_by_silence=False)
+    c.add("a", "p0", 0, 99, T0 + 10_000, _rows((T0 + 10_000, "a", "1", "vote")), NOW0,
+          span=[0, 0, 100])
+    c.add("p", "p1", 0, 9, T0 + 900_000, [], NOW0, span=[0, 0, 10])
+    # [100, 200) never arrives (failed); the next one does
+    c.add("c", "p0", 200, 299, T0 + 900_000, _rows((T0 + 900_000, "a", "1", "vote")), NOW0,
+          span=[0, 200, 300])
+    assert c.engine.watermarks.input_watermark("p0") == T0 + 10_000 - W.out_of_orderness_ms
+    c.advance(NOW0)
+    replay = c.add("b", "p0", 100, 199, T0 + 30_000, _rows((T0 + 30_000, "a", "1", "vote")),
+                   NOW0 + 5_000, span=[0, 100, 200])
+    assert replay.too_late == []  # counted in its window
+    assert c.engine.watermarks.input_watermark("p0") == T0 + 900_000 - W.out_of_orderness_ms
+
+
+def test_idle_is_believed_only_once_everything_handed_out_has_arrived():
+    c = BucketCounter(W, idle_by_silence=False)
+    c.add("a", "p0", 0, 99, T0 + 10_000, _rows((T0 + 10_000, "a", "1", "vote")), NOW0,
+          span=[0, 0, 100])
+    c.add("p", "p1", 0, 9, T0 + 900_000, [], NOW0, span=[0, 0, 10])
+    c.add("i1", "p0", 0, 200, INPUT_IDLE, [], NOW0)  # [100, 200) still on its way
+    assert c.advance(NOW0 + 60_000) == ([], [])
+    c.add("b", "p0", 100, 199, T0 + 20_000, [], NOW0, span=[0, 100, 200])
+    c.add("i2", "p0", 0, 200, INPUT_IDLE, [], NOW0 + 60_000)
+    emissions, _acks = c.advance(NOW0 + 60_000)
+    assert [e.result.start_ms for e in emissions] == [T0]
+
+
+chain_steps = st.lists(st.tuples(st.integers(0, 9), st.integers(0, 1000)), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.permutations(range(10)), chain_steps, st.integers(0, 10))
+def test_source_chain_matches_an_oracle(order, extra, floor_at):
+    """Ranges [10k, 10k+10) arrive in any order, some twice; the floor rises to 10*floor_at
+    part-way. The chain's event time is the max over ranges below the first missing one."""
+    from forumstats.counting import SourceChain
+
+    chain = SourceChain()
+    ts = {k: (k * 37) % 101 for k in range(10)}
+    arrivals = list(order) + [k for k, _ in extra]
+    seen: set[int] = set()
+    best = None
+    floor = 0
+    frontier = 0
+    for i, k in enumerate(arrivals):
+        if i == len(arrivals) // 2:
+            floor = 10 * floor_at
+        grown = chain.add(floor, 10 * k, 10 * k + 10, ts[k])
+        if 10 * k + 10 > max(frontier, floor):  # below the chain already: old news, ignored
+            seen.add(k)
+        first_missing = next((j for j in range(10) if j * 10 >= max(frontier, floor)
+                              and j not in seen), 10)
+        frontier = max(frontier, floor, 10 * first_missing)
+        expected = max([ts[j] for j in seen if 10 * j + 10 <= frontier] or [None],
+                       key=lambda v: -1 if v is None else v)
+        if grown is not None:
+            best = grown if best is None else max(best, grown)
+        assert chain.frontier == frontier
+        if expected is not None:
+            assert best == expected

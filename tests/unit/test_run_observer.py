@@ -32,8 +32,8 @@ def test_a_source_without_lag_shows_none_and_finished_ends_the_run():
 def test_accepted_counts_first_attempts_only():
     observer = RunObserver(spout_tasks=1)
     rows = [["f", "t", "vote", 0, 3], ["f", "u", "view", 0, 2]]
-    observer("events", 1, "batches", [0, "p-0", 0, 9, 1, rows, []], "p/0/0-9/1|0|0")
-    observer("events", 1, "batches", [0, "p-0", 0, 9, 1, rows, []], "p/0/0-9/1|1|0")
-    observer("events", 1, "batches", [0, "p-0", -1, -1, None, [], []], None)  # announcement
+    observer("events", 1, "batches", [0, "p-0", 0, 9, 1, rows, [], [0, 0, 10]], "p/0/0-9/1|0|0")
+    observer("events", 1, "batches", [0, "p-0", 0, 9, 1, rows, [], [0, 0, 10]], "p/0/0-9/1|1|0")
+    observer("events", 1, "batches", [0, "p-0", -1, -1, None, [], [], None], None)  # announcement
     assert observer.accepted == 5
     assert observer.batch_tuples == 3
