@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 
 from .distinct import DistinctResult
 from .engine import WindowEngine, WindowResult
-from .errors import StoreError
 from .settings import WindowSettings
 from .watermarks import POS_INF
 
@@ -135,10 +134,6 @@ class BucketCounter:
         self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
         self._distinct: dict[int, DistinctResult] = {}  # latest distinct users per window
         self._chains: dict[str, SourceChain] = {}
-        # Windows past their lateness whose content was dropped from memory (a backfill closes
-        # thousands within the retention time): start -> revision emitted last. A replay of one
-        # of their ranges rewrites them from the store, once the store has that revision.
-        self._stored: dict[int, int] = {}
 
     def _idle(self, source: str, floor: int, end: int, now_ms: int) -> None:
         """The spout says the source is idle: believe it once every batch it handed out since
@@ -179,8 +174,6 @@ class BucketCounter:
             for start in sorted({row[0] for row in rows}):
                 if start not in self._checked and start > cutoff:
                     self._restore(start)
-                elif start in self._stored:
-                    self._reload(start)
         if source not in self._ended:
             # A bounded source sends END once all is cut, with batches possibly still in
             # flight: a replay after END must not revive it (WatermarkTracker.observe would
@@ -267,18 +260,6 @@ class BucketCounter:
         self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
                                             dict(written.counts))
 
-    def _reload(self, start: int) -> None:
-        """The content of a dropped window, for a rewrite. Raises StoreError while the store
-        does not hold the revision emitted last (the write may still be on its way): the
-        caller fails the tuple and its replay tries again."""
-        written = self._load(start)
-        revision = self._stored[start]
-        if written is None or written.revision < revision:
-            raise StoreError(f"window {start} revision {revision} is not in the store yet")
-        self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
-                                            dict(written.counts))
-        del self._stored[start]
-
     def _emission(self, result: WindowResult, watermark: int) -> Emission:
         start = result.start_ms
         offsets = {src: sorted(spans) for src, spans in sorted(self._folded.get(start, {}).items())}
@@ -295,13 +276,7 @@ class BucketCounter:
             self._emitted.pop(start, None)
             self._touched.pop(start, None)
             self._distinct.pop(start, None)
-            self._stored.pop(start, None)
         self._checked = {s for s in self._checked if s + self.size_ms + self.lateness > watermark}
-        if self._load is not None:  # the store holds the content: keep only the ranges
-            for start in [s for s in self._emitted if s + self.size_ms + self.lateness
-                          <= watermark and s not in self._waiting and s not in self._rewrite]:
-                self._stored[start] = self._emitted.pop(start).revision
-                self._distinct.pop(start, None)
 
     def held_tuples(self) -> int:
         return len(self._remaining)

@@ -22,7 +22,6 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -403,34 +402,6 @@ def test_replay_of_a_range_whose_window_was_forgotten_is_not_too_late():
     out = c.add("t4", "p0", 2, 2, T0 + 2_000, _rows((T0 + 2_000, "a", "1", "vote")),
                 NOW0 + 602_000)
     assert out.too_late and out.ack_now
-
-
-def test_a_closed_window_is_kept_as_its_ranges_only_and_rewritten_from_the_store():
-    """With a store to reload from, a window past its lateness keeps only its folded ranges in
-    memory (a backfill closes thousands within the retention time); a replay of one of its
-    ranges reloads the content, once the store holds the revision emitted last."""
-    from forumstats.counting import WrittenWindow
-    from forumstats.errors import StoreError
-
-    store: dict[int, WrittenWindow] = {}
-    c = BucketCounter(W, load=store.get, retain_ms=600_000)
-    rows = _rows((T0 + 1_000, "a", "1", "vote"), (T0 + 2_000, "a", "2", "view"))
-    c.add("t1", "p0", 0, 1, T0 + 2_000, rows, NOW0)
-    c.add("t2", "p0", 2, 2, T0 + 3_600_000, [], NOW0)  # event time races an hour ahead
-    emissions, acks = c.advance(NOW0)
-    (emitted,) = emissions
-    assert "t1" in acks and c._emitted == {}  # content dropped, ranges kept
-    with pytest.raises(StoreError):  # the sink has not written it yet: fail, retry later
-        c.add("t3", "p0", 0, 1, T0 + 2_000, rows, NOW0)
-    store[T0] = WrittenWindow(emitted.result.revision, dict(emitted.result.counts),
-                              {src: [list(r) for r in spans]
-                               for src, spans in emitted.offsets.items()})
-    out = c.add("t4", "p0", 0, 1, T0 + 2_000, rows, NOW0 + 1_000)
-    assert out.replayed and out.too_late == []
-    emissions, acks = c.advance(NOW0 + 1_000)
-    assert [(e.result.revision, dict(e.result.counts)) for e in emissions] == [
-        (emitted.result.revision, dict(emitted.result.counts))]
-    assert acks == ["t4"]
 
 
 # -- SourceChain: a partition's event time counts only through contiguous ranges -------------
