@@ -67,8 +67,10 @@ class StopAtEnd:
     def __getattr__(self, name: str):
         return getattr(self.source, name)
 
-    def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list:
-        batches = self.source.poll(max_records=max_records, timeout_ms=timeout_ms)
+    def poll(self, max_records: int = 500, timeout_ms: int = 0,
+             max_batches: int | None = None) -> list:
+        batches = self.source.poll(max_records=max_records, timeout_ms=timeout_ms,
+                                   max_batches=max_batches)
         self._learn_ends()
         if self.ends is None:
             return batches

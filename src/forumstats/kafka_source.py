@@ -206,8 +206,11 @@ class KafkaBatchSource:
         self._consumer.subscribe(list(settings.topics), listener=_Listener(self))
 
     # ------------------------------------------------------------------ public API
-    def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list[RawBatch]:
-        """Fetch and return batches ready to hand out (possibly none). Never raises KafkaError."""
+    def poll(self, max_records: int = 500, timeout_ms: int = 0,
+             max_batches: int | None = None) -> list[RawBatch]:
+        """Fetch and return batches ready to hand out (possibly none), at most ``max_batches``
+        (the caller's own room; 0 still polls, which keeps the group membership alive).
+        Never raises KafkaError."""
         with self._lock:
             self._check_open()
             now = self._now_ms()
@@ -226,8 +229,8 @@ class KafkaBatchSource:
             self._init_partitions(now)
             for tp, records in fetched.items():
                 self._route(tp, records, now)
-            out = self._finish_replays(now)
-            out += self._cut_new(now)
+            out = self._finish_replays(now, max_batches)
+            out += self._cut_new(now, None if max_batches is None else max_batches - len(out))
             if fetched or out:
                 self._contact(now)
             else:
@@ -649,7 +652,7 @@ class KafkaBatchSource:
             log.info("%s[%d]: replaying %d batch(es) from offset %d", tp.topic, tp.partition,
                      len(due), target)
 
-    def _finish_replays(self, now: int) -> list[RawBatch]:
+    def _finish_replays(self, now: int, budget: int | None = None) -> list[RawBatch]:
         out: list[RawBatch] = []
         for tp, ledger in self._tracker.active().items():
             part = self._parts[tp]
@@ -657,6 +660,8 @@ class KafkaBatchSource:
                 continue
             position = self._position(tp)
             for batch in ledger.replaying():
+                if budget is not None and len(out) >= budget:
+                    break  # stays replaying, its records buffered: handed out on a later poll
                 buf = part.replay.get(batch.start, [])
                 complete = (buf and buf[-1].offset >= batch.last) or (
                     position is not None and position >= batch.end)
@@ -684,7 +689,7 @@ class KafkaBatchSource:
                     self._seek(tp, ledger.next_emit)
         return out
 
-    def _cut_new(self, now: int) -> list[RawBatch]:
+    def _cut_new(self, now: int, budget: int | None = None) -> list[RawBatch]:
         held = self._pacer.held
         active = [tp for tp in self._tracker.active() if self._parts[tp].pending
                   and not self._parts[tp].replay_active and tp not in held]
@@ -692,7 +697,7 @@ class KafkaBatchSource:
             return []
         self._rotation = (self._rotation + 1) % len(active)
         active = active[self._rotation:] + active[:self._rotation]
-        room = self._tracker.room()
+        room = self._tracker.room() if budget is None else min(self._tracker.room(), budget)
         plans: dict[TopicPartition, list] = {}
         for tp in active:
             if room <= 0:

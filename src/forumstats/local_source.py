@@ -32,7 +32,10 @@ class LocalBatchSource:
         self._exhausted = False
         self._lookahead: tuple[bytes, int] | None = None
 
-    def poll(self, max_records: int = 500, timeout_ms: int = 0) -> list[RawBatch]:
+    def poll(self, max_records: int = 500, timeout_ms: int = 0,
+             max_batches: int | None = None) -> list[RawBatch]:
+        if max_batches is not None and max_batches <= 0:
+            return []
         if self._replay:
             batch = self._replay.popleft()
             self._queued.discard(batch.batch_id)

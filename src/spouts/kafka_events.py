@@ -48,10 +48,20 @@ class KafkaEventSpout(Spout):
         self.ended: set[str] = set()  # inputs this task sent END_OF_INPUT for
         self.finished_sent = False
         self.announced: set[str] = set()
+        # Every tuple id Storm has not acked or failed yet, stale ones of failed batches too:
+        # Storm stops calling nextTuple at max.spout.pending, and a Kafka consumer that is not
+        # polled loses its group membership, so the spout keeps below that cap itself.
+        self.outstanding: set[str] = set()
+        self.max_pending = int(storm_conf.get("topology.max.spout.pending") or 0) or None
         self._last_commit = time.monotonic()
 
     def next_tuple(self):
-        batches = self.source.poll(max_records=self.poll_records, timeout_ms=0)
+        budget = None
+        if self.max_pending is not None:
+            per_batch = self.settings.buckets + 1
+            budget = max(0, self.max_pending - len(self.outstanding)) // per_batch
+        batches = self.source.poll(max_records=self.poll_records, timeout_ms=0,
+                                   max_batches=budget)
         self._announce_inputs()
         for batch in batches:
             self._emit_batch(batch)
@@ -140,6 +150,7 @@ class KafkaEventSpout(Spout):
                        [_dead_json(d, first_ts) for d in prepared.dead]],
                       tup_id=tup_id, stream="dead_letters")
         self.pending[batch.batch_id] = ids
+        self.outstanding |= ids
         self.emitted_events += prepared.accepted
 
     def _emit_end_of_input(self) -> None:
@@ -152,6 +163,7 @@ class KafkaEventSpout(Spout):
                 self.emit([bucket, name, -1, -1, END_OF_INPUT, [], [], None], stream="batches")
 
     def ack(self, tup_id):
+        self.outstanding.discard(tup_id)
         batch_id = tup_id.split("|", 1)[0]
         ids = self.pending.get(batch_id)
         if ids is None or tup_id not in ids:
@@ -163,6 +175,7 @@ class KafkaEventSpout(Spout):
             self.source.ack(batch_id)
 
     def fail(self, tup_id):
+        self.outstanding.discard(tup_id)
         batch_id = tup_id.split("|", 1)[0]
         ids = self.pending.get(batch_id)
         if ids is None or tup_id not in ids:

@@ -267,3 +267,31 @@ def test_failed_part_replays_the_whole_batch_and_stale_acks_are_ignored(run_spou
     assert ids and {(i["first"], i["attempt"]) for i in ids} == {("500", "0")}
     assert spout.pending_ids == following.msg_ids
     assert spout.errors == []
+
+
+def test_the_spout_stays_below_max_spout_pending_counting_stale_tuples_of_failed_batches(
+        run_spout):
+    """Storm stops calling nextTuple at topology.max.spout.pending, and a Kafka consumer that
+    is not polled loses its group: the spout keeps below the cap itself, counting the tuples
+    of a failed batch that Storm has not acked or failed yet."""
+    spout = run_spout(generator_conf(5000, **{"topology.max.spout.pending": 10}))
+    per_batch = Settings.from_options(spout.conf).buckets + 1  # up to one dead-letter tuple
+
+    def data(step):
+        return [e for e in step.emits if e.msg_id is not None]
+
+    out = []
+    for _ in range(10):
+        out += data(spout.next())
+    assert 0 < len(out) <= 10  # two batches at most, never a third
+    batches = sorted({parse_id(e.msg_id)["first"] for e in out})
+    assert len(batches) == 10 // per_batch
+    first = [e for e in out if parse_id(e.msg_id)["first"] == batches[0]]
+    spout.fail(first[0].msg_id)  # the batch will be replayed whole ...
+    assert all(data(spout.next()) == [] for _ in range(5))  # ... but its stale parts count
+    for e in first[1:]:
+        spout.ack(e.msg_id)  # Storm settles the stale parts
+    replay = data(spout.next())
+    assert {parse_id(e.msg_id)["attempt"] for e in replay} == {"1"}
+    assert len(out) - len(first) + len(replay) <= 10
+    assert spout.errors == []

@@ -398,3 +398,28 @@ def test_two_consumers_polled_in_turn_from_one_thread_settle_without_endless_rej
         joins = sum("Successfully joined group" in r.getMessage() for r in caplog.records)
     assert len(mine) == len(theirs) == 2 and not mine & theirs, (mine, theirs, took)
     assert joins <= 6, f"{joins} joins in {took:.0f} s: rejoining in a loop"
+
+
+def test_max_batches_limits_what_one_poll_hands_out_and_zero_still_polls(tansu):
+    topic, group = names()
+    tansu.create_topic(topic, 2)
+    produce(tansu.bootstrap, topic, 2, 40)
+    with source(tansu.bootstrap, topic, group, batch_size=10) as src:
+        deadline = time.monotonic() + 25
+        while len(src.assignment()) < 2 and time.monotonic() < deadline:
+            assert src.poll(timeout_ms=50, max_batches=0) == []  # the group still forms
+        for _ in range(10):  # and records are fetched and buffered, not handed out
+            assert src.poll(timeout_ms=50, max_batches=0) == []
+        assert len(src.assignment()) == 2
+        polls = [src.poll(timeout_ms=50, max_batches=3) for _ in range(5)]
+        assert len(polls[0]) == 3 and all(len(p) <= 3 for p in polls)
+        got = [b for p in polls for b in p]
+        got += drain(src, until=lambda b: len(b) + len(got) >= 8) if len(got) < 8 else []
+        assert len(got) == 8  # 2 partitions x 4 batches
+        assert records_of(got) == 80  # none lost or doubled
+        failed = got[0]
+        assert src.fail(failed.batch_id)
+        time.sleep(1.2)  # the backoff (1 s)
+        assert src.poll(timeout_ms=50, max_batches=0) == []
+        replay = drain(src, until=lambda b: len(b) == 1)
+        assert (replay[0].first_offset, replay[0].attempt) == (failed.first_offset, 1)
