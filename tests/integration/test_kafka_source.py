@@ -284,9 +284,10 @@ def test_only_caught_up_quiet_partitions_are_declared_idle(tansu):
                      max_records=10, ack=True)
         time.sleep(1.0)
         src.poll(timeout_ms=50)
-        # (committed offset, end of what was handed out): nothing committed yet
-        assert src.idle_inputs() == {f"{topic}-0": (0, 40), f"{topic}-1": (0, 40)}
-        assert src.idle_inputs(ends={(topic, 0): 30, (topic, 1): 41}) == {f"{topic}-0": (0, 30)}
+        # (acked prefix, end of what was handed out): all acked
+        assert src.idle_inputs() == {f"{topic}-0": (40, 40), f"{topic}-1": (40, 40)}
+        assert src.idle_inputs(ends={(topic, 0): 30, (topic, 1): 41}) == {
+            f"{topic}-0": (40, 30)}
         assert rest  # (acked as they came)
 
     with source(tansu.bootstrap, topic, group + "-b", batch_size=40, idle_timeout_ms=500,
