@@ -241,6 +241,8 @@ class LocalCluster:
         return str(self._next_id)
 
     def _deliver(self, task: _Task, tup: Tuple, inst: _Instance) -> None:
+        if inst.done:
+            return  # queued for a worker that died since: lost with it, as on Storm
         if self.multilang_cwd:
             task.instance.send(tup)
             return

@@ -175,6 +175,25 @@ def test_held_tuple_times_out_after_message_timeout_and_spout_gets_fail():
     assert spout.acked == [] and cluster.roots == {}
 
 
+def test_tuples_queued_for_a_worker_that_died_are_lost_with_it_and_time_out():
+    """As on Storm: what was on its way to a dead worker is gone (the restarted task never
+    sees it, so it can never ack it); the spout tuple times out and is replayed."""
+    clock = Clock()
+    cluster = LocalCluster(Hold, {"test.plan": [["a", 1, "m1"]],
+                                  "topology.message.timeout.secs": 10}, clock=clock)
+    spout_task, = cluster.by_component["spout"]
+    hold_task, = cluster.by_component["hold"]
+    spout_task.instance.next_tuple()  # emitted and queued for "hold", not yet delivered
+    assert len(cluster.queue) == 1
+    hold_task.instance.restart = lambda: None  # an in-process bolt: nothing to restart
+    cluster._worker_died(hold_task, RuntimeError("killed"))
+    drain(cluster, 2)
+    assert hold_task.instance.held == []  # never delivered to the restarted task
+    clock.t += 10.1
+    cluster.step()
+    assert spout_task.instance.failed == ["m1"] and cluster.stats.timed_out == 1
+
+
 def test_unreliable_and_unsubscribed_tuples():
     cluster = LocalCluster(Hold, {"test.plan": [["a", 1, None]]}, clock=Clock())
     drain(cluster, 2)
