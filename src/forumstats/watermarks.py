@@ -11,8 +11,9 @@ over live inputs. An idle input stops holding the watermark back. Idle means eit
   timeout (wall-clock, passed in as ``now_ms``).
 
 When every input is idle, event time is assumed to move on with wall-clock time from when each
-became idle, so the last windows of a quiet stream still close. An input idle without ever having produced an event holds nothing
-back, so when the others have ended the watermark still reaches +infinity. An ended (bounded)
+became idle, so the last windows of a quiet stream still close. An input idle without ever
+having produced an event holds nothing back, so when the others have ended the watermark still
+reaches +infinity. An ended (bounded)
 input sits at +infinity. The combined watermark never moves backwards.
 """
 
