@@ -227,18 +227,25 @@ def fmt(v) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
 
 
+def bench_main(doc: str, run_fn, *options: tuple[str, dict]) -> None:
+    """The command line every benchmark script shares: ``--quick`` plus its own options
+    (``(flag, add_argument kwargs)``, passed to ``run_fn`` in order); prints the table and
+    the rows as JSON."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    for flag, kwargs in options:
+        ap.add_argument(flag, **kwargs)
+    args = vars(ap.parse_args())
+    rows = run_fn(args.pop("quick"), *args.values())
+    print_rows(rows)
+    print(json.dumps(rows, indent=1, default=str))
+
+
 def main() -> None:
     if len(sys.argv) >= 3 and sys.argv[1] == "--child":
         _child(sys.argv[2])
         return
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--events", type=int)
-    ap.add_argument("--repeats", type=int)
-    args = ap.parse_args()
-    rows = run(args.quick, args.events, args.repeats)
-    print_rows(rows)
-    print(json.dumps(rows, indent=1, default=str))
+    bench_main(__doc__, run, ("--events", {"type": int}), ("--repeats", {"type": int}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ manifest rewrites (the flush cadence).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_file import ROOT, median, print_rows  # noqa: E402
+from bench_file import ROOT, bench_main, median  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -163,14 +162,8 @@ def run(quick: bool = False, seconds: float | None = None, rate: float = 200.0) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seconds", type=float)
-    ap.add_argument("--rate", type=float, default=200.0)
-    args = ap.parse_args()
-    rows = run(args.quick, args.seconds, args.rate)
-    print_rows(rows)
-    print(json.dumps(rows, indent=1, default=str))
+    bench_main(__doc__, run, ("--seconds", {"type": float}),
+               ("--rate", {"type": float, "default": 200.0}))
 
 
 if __name__ == "__main__":

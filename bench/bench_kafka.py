@@ -20,8 +20,6 @@ Figures are medians; ratios are forumstats events/s over each raw consume rate.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -29,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_file import ROOT, median, print_rows, run_forumstats  # noqa: E402
+from bench_file import ROOT, bench_main, median, run_forumstats  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -150,15 +148,9 @@ def run(quick: bool = False, events: int | None = None, repeats: int | None = No
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--events", type=int)
-    ap.add_argument("--repeats", type=int)
-    ap.add_argument("--profile", type=Path, help="py-spy raw profile of the first forumstats run")
-    args = ap.parse_args()
-    rows = run(args.quick, args.events, args.repeats, args.profile)
-    print_rows(rows)
-    print(json.dumps(rows, indent=1, default=str))
+    bench_main(__doc__, run, ("--events", {"type": int}), ("--repeats", {"type": int}),
+               ("--profile", {"type": Path,
+                              "help": "py-spy raw profile of the first forumstats run"}))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ touched is counted afterwards from the same seeded generator (not inside the mea
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_file import ROOT, print_rows, run_forumstats  # noqa: E402
+from bench_file import ROOT, bench_main, run_forumstats  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -67,14 +65,7 @@ def run(quick: bool = False, events: int | None = None, threads: int | None = No
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--events", type=int)
-    ap.add_argument("--threads", type=int)
-    args = ap.parse_args()
-    rows = run(args.quick, args.events, args.threads)
-    print_rows(rows)
-    print(json.dumps(rows, indent=1, default=str))
+    bench_main(__doc__, run, ("--events", {"type": int}), ("--threads", {"type": int}))
 
 
 if __name__ == "__main__":

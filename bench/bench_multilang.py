@@ -10,15 +10,13 @@ event (spout + bolt tuples emitted / records accepted) of each mode.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_file import median, print_rows, run_forumstats  # noqa: E402
+from bench_file import bench_main, median, run_forumstats  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_TUPLES = 0.01
@@ -60,14 +58,7 @@ def run(quick: bool = False, events: int | None = None, repeats: int | None = No
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--events", type=int)
-    ap.add_argument("--repeats", type=int)
-    args = ap.parse_args()
-    rows = run(args.quick, args.events, args.repeats)
-    print_rows(rows)
-    print(json.dumps(rows, indent=1, default=str))
+    bench_main(__doc__, run, ("--events", {"type": int}), ("--repeats", {"type": int}))
 
 
 if __name__ == "__main__":
