@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batch_truth import truth
+
 PROJECT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 # Small enough that a lost tuple times out within a test, valid for the topology check
@@ -255,21 +257,6 @@ def verify_exact(seaweed, bucket: str, prefix: str, produced: Produced, tmp: Pat
     return Verdict(events=produced.count, accepted=len(accepted), dead_letters=len(dead),
                    windows=len({r[0] for r in got}), rows=len(got), too_late=len(too_late),
                    reasons=dict(sorted(reasons.items())))
-
-
-def truth(con, ndjson: Path) -> list[tuple]:
-    """Per-window counts of the given events, by DuckDB alone."""
-    return con.execute(f"""
-        WITH ev AS (
-          SELECT type, forum, json_extract_string(thread, '$') AS thread,
-                 CASE WHEN json_type(ts) = 'VARCHAR'
-                      THEN epoch_ms(CAST(json_extract_string(ts, '$') AS TIMESTAMPTZ))
-                      ELSE CAST(json_extract_string(ts, '$') AS BIGINT) END AS ts_ms
-          FROM read_json('{ndjson}', format='newline_delimited', maximum_object_size=16777216,
-                         columns={{type: 'VARCHAR', forum: 'VARCHAR', thread: 'JSON',
-                                   ts: 'JSON'}}))
-        SELECT ts_ms - ts_ms % 60000 AS ws, forum, thread, type, count(*) AS n FROM ev
-        GROUP BY ALL ORDER BY ALL""").fetchall()
 
 
 def committed(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:

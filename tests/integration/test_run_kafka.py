@@ -8,6 +8,7 @@ import pyarrow.fs as pafs
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from batch_truth import truth
 from forumstats.cli import main
 from forumstats.generator import generate
 
@@ -29,21 +30,6 @@ def produced(tansu, tmp_path_factory):
     path = tmp_path_factory.mktemp("kafka") / "produced.ndjson"
     path.write_bytes(b"\n".join(lines) + b"\n")
     return topic, path
-
-
-def _truth(con, ndjson):
-    """Per-window counts of the given events, by DuckDB alone."""
-    return con.execute(f"""
-        WITH ev AS (
-          SELECT type, forum, json_extract_string(thread, '$') AS thread,
-                 CASE WHEN json_type(ts) = 'VARCHAR'
-                      THEN epoch_ms(CAST(json_extract_string(ts, '$') AS TIMESTAMPTZ))
-                      ELSE CAST(json_extract_string(ts, '$') AS BIGINT) END AS ts_ms
-          FROM read_json('{ndjson}', format='newline_delimited',
-                         columns={{type: 'VARCHAR', forum: 'VARCHAR', thread: 'JSON',
-                                   ts: 'JSON'}}))
-        SELECT ts_ms - ts_ms % 60000 AS ws, forum, thread, type, count(*) AS n FROM ev
-        GROUP BY ALL ORDER BY ALL""").fetchall()
 
 
 @pytest.mark.parametrize("mode", ["in-process", "multilang"])
@@ -77,7 +63,7 @@ def test_kafka_backfill_to_s3_equals_batch_truth(mode, tansu, seaweed, s3_bucket
     con.register("written", written)
     got = con.execute("""SELECT epoch_ms(window_start) AS ws, forum, thread, type,
                          sum(count) AS n FROM written GROUP BY ALL ORDER BY ALL""").fetchall()
-    assert got == _truth(con, good)
+    assert got == truth(con, good)
     assert sum(row[4] for row in got) == EVENTS - len(dead)
 
     consumer = KafkaConsumer(bootstrap_servers=tansu.bootstrap, group_id=group,
