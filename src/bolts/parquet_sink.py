@@ -65,18 +65,22 @@ class ParquetSinkBolt(Bolt):
             self.fail(tuple_id)
 
     # -- runs on the writer thread ------------------------------------------------------
-    def _write(self, job) -> None:
+    def _write(self, job) -> list:
+        """Returns follow-up jobs: rollups to rebuild because a window they hold changed."""
         if job[0] == "window":
             _kind, bucket, payload = job
-            self._write_window(bucket, payload)
-        else:
-            _kind, source, first, last, origin, records = job
-            letters = [DeadLetter(r[0], r[1], base64.b64decode(r[2]), r[3], r[4], r[5], r[6],
-                                  r[7]) for r in records]
-            self._sink(0).write_dead_letters(letters, source=source, first=first, last=last,
-                                             origin=origin, source_ms=records[0][8])
+            return self._write_window(bucket, payload)
+        if job[0] == "rollup":
+            _kind, bucket, size_ms, start_ms = job
+            return self._rebuilds(bucket, self._rollups(bucket).rebuild(size_ms, start_ms))
+        _kind, source, first, last, origin, records = job
+        letters = [DeadLetter(r[0], r[1], base64.b64decode(r[2]), r[3], r[4], r[5], r[6], r[7])
+                   for r in records]
+        self._sink(0).write_dead_letters(letters, source=source, first=first, last=last,
+                                         origin=origin, source_ms=records[0][8])
+        return []
 
-    def _write_window(self, bucket: int, payload: dict) -> None:
+    def _write_window(self, bucket: int, payload: dict) -> list:
         counts = {(f, t, k): n for f, t, k, n in payload["rows"]}
         result = WindowResult(payload["size"], payload["start"], payload["revision"],
                               payload["final"], counts)
@@ -90,13 +94,24 @@ class ParquetSinkBolt(Bolt):
                              [(f, None, e, lo, hi, b64(sk)) for f, e, lo, hi, sk
                               in users["forums"]])
         sink.write_windows([result], payload["offsets"])
+        rollups = self._rollups(bucket)
+        stale = rollups.on_written(result.size_ms, result.start_ms)
+        rollups.advance(payload["watermark"])
+        return self._rebuilds(bucket, stale)
+
+    def _rollups(self, bucket: int) -> StoreRollups:
         rollups = self.rollups.get(bucket)
         if rollups is None:
             rollups = self.rollups[bucket] = StoreRollups(
                 self.store, bucket, self.settings.windows.size_ms,
                 self.settings.windows.rollup_sizes_ms)
-        rollups.on_written(result.size_ms, result.start_ms)
-        rollups.advance(payload["watermark"])
+        return rollups
+
+    @staticmethod
+    def _rebuilds(bucket: int, stale: list[tuple[int, int]]) -> list:
+        # queued behind the waiting writes: restatements of one period share one rebuild
+        return [(("rollup", bucket, size_ms, start_ms), ("rollup", bucket, size_ms, start_ms))
+                for size_ms, start_ms in stale]
 
     def _sink(self, bucket: int) -> WindowSink:
         sink = self.sinks.get(bucket)

@@ -78,7 +78,7 @@ class WindowCountBolt(Bolt):
                       anchors=[tup.id])
         if outcome.ack_now:
             self.ack(tup)
-        self._advance(bucket, counter)
+        self._advance(bucket, counter, restate=False)
         if max_ts is not None and max_ts >= END_OF_INPUT:
             self._emit_partials(bucket, counter)  # tell the dashboards' view at once
 
@@ -88,14 +88,15 @@ class WindowCountBolt(Bolt):
             self._emit_partials(bucket, counter)
         self.ack(tup)  # auto_ack is off: Storm's ShellBolt keeps an un-acked tick forever
 
-    def _advance(self, bucket: int, counter: BucketCounter) -> None:
-        emissions, acks = counter.advance(_now_ms())
+    def _advance(self, bucket: int, counter: BucketCounter, restate: bool = True) -> None:
+        # Restatements wait for the tick: a window getting late events batch after batch is
+        # re-sent whole once per tick, not once per batch.
+        emissions, acks = counter.advance(_now_ms(), restate)
         for emission in emissions:
             self.emit([bucket, window_payload(emission)], stream="windows",
                       anchors=emission.anchors)
         for tuple_id in acks:
             self.ack(tuple_id)
-
 
     def _emit_partials(self, bucket: int, counter: BucketCounter) -> None:
         """Open windows per forum and type, for the dashboards' view (unanchored: a view)."""

@@ -10,6 +10,10 @@ Any other exception (bad input, a key the layout rejects, a bug) cannot be fixed
 the job is given up at once and its tokens are reported with ``failed()``, so one poisoned job
 never wedges the writes queued behind it. The owner collects finished tokens with ``done()``
 and ``failed()`` from its own thread (acks must come from the protocol thread).
+
+A job may return follow-up jobs as ``[(key, job), ...]``: its tokens then move to them and are
+done only when every follow-up is. Follow-ups queue behind what is waiting, so several jobs
+that need the same follow-up (say, one rollup over many restated windows) share one run.
 """
 
 from __future__ import annotations
@@ -45,12 +49,15 @@ class BackgroundWriter:
         self._thread.start()
 
     def submit(self, key: Hashable, job: Any, token: Any) -> None:
+        self._submit(key, job, [_Token(token)])
+
+    def _submit(self, key: Hashable, job: Any, tokens: list[_Token]) -> None:
         with self._lock:
             if key in self._waiting:
-                _old, tokens = self._waiting[key]
-                self._waiting[key] = (job, tokens + [token])
+                _old, waiting = self._waiting[key]
+                self._waiting[key] = (job, waiting + tokens)
                 return
-            self._waiting[key] = (job, [token])
+            self._waiting[key] = (job, tokens)
         self._order.put(key)
 
     def done(self) -> list:
@@ -80,28 +87,50 @@ class BackgroundWriter:
             with self._lock:
                 job, tokens = self._waiting.pop(key)
                 self._running = True
-            error = self._run(job)
+            error, follow_ups = self._run(job)
+            if error is None and follow_ups:
+                for token in tokens:
+                    token.waiting_on += len(follow_ups)
+                for follow_key, follow_job in follow_ups:
+                    self._submit(follow_key, follow_job, tokens)
             with self._lock:
                 self._running = False
-                if error is None:
-                    self._done.extend(tokens)
-                else:
-                    self._failed.extend((token, error) for token in tokens)
+                for token in tokens:
+                    if token.failed:
+                        continue  # reported once, when its first job was given up
+                    if error is None:
+                        token.waiting_on -= 1
+                        if token.waiting_on == 0:
+                            self._done.append(token.value)
+                    else:
+                        token.failed = True
+                        self._failed.append((token.value, error))
 
-    def _run(self, job: Any) -> Exception | None:
+    def _run(self, job: Any) -> tuple[Exception | None, list]:
         attempt = 0
         while True:
             try:
-                self._write(job)
+                follow_ups = self._write(job) or []
                 if attempt:
                     log.warning("store write succeeded after %d failed attempts", attempt)
-                return None
+                return None, follow_ups
             except Exception as exc:  # noqa: BLE001 - keep retrying; the tuples stay un-acked
                 if not isinstance(exc, self._transient):
-                    return exc  # retrying cannot fix it: the owner fails the tuples
+                    return exc, []  # retrying cannot fix it: the owner fails the tuples
                 attempt += 1
                 self.failures += 1
                 delay = min(self._backoff[1], self._backoff[0] * 2 ** (attempt - 1))
                 log.warning("store write failed (attempt %d, retrying in %.1f s): %s",
                             attempt, delay, exc)
                 self._sleep(delay)
+
+
+class _Token:
+    """A caller's token and the number of jobs (its own, then follow-ups) still to finish."""
+
+    __slots__ = ("value", "waiting_on", "failed")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.waiting_on = 1
+        self.failed = False

@@ -217,10 +217,13 @@ class BucketCounter:
             out.ack_now = True
         return out
 
-    def advance(self, now_ms: int) -> tuple[list[Emission], list[str]]:
+    def advance(self, now_ms: int, restate: bool = True) -> tuple[list[Emission], list[str]]:
         """Windows to write now (final, restated, or re-written for a replay) and the input
-        tuple ids that may be acked once those emissions are anchored to them."""
-        results = self.engine.advance(now_ms)
+        tuple ids that may be acked once those emissions are anchored to them. With
+        ``restate=False`` only windows that became final are written; restatements and
+        replays' re-writes wait for a call with ``restate=True`` (each whole window is
+        written once however many late batches it got in between)."""
+        results = self.engine.advance(now_ms, restate)
         for distinct in self.engine.drain_distinct():
             self._distinct[distinct.start_ms] = distinct
         watermark = self.engine.watermark
@@ -229,9 +232,10 @@ class BucketCounter:
             self._emitted[result.start_ms] = result
             self._rewrite.discard(result.start_ms)
             emissions.append(self._emission(result, watermark))
-        for start in sorted(self._rewrite):
-            emissions.append(self._emission(self._emitted[start], watermark))
-        self._rewrite.clear()
+        if restate:
+            for start in sorted(self._rewrite):
+                emissions.append(self._emission(self._emitted[start], watermark))
+            self._rewrite.clear()
         acks = []
         for emission in emissions:
             for tuple_id in emission.anchors:

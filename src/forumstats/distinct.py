@@ -280,9 +280,9 @@ class DistinctTracker:
         return too_late
 
     # -- output --------------------------------------------------------------------------
-    def advance(self, watermark: int) -> list[DistinctResult]:
+    def advance(self, watermark: int, restate: bool = True) -> list[DistinctResult]:
         """Move to ``watermark`` (never backwards); return windows that became final or were
-        restated, lowest level first, oldest first."""
+        restated, lowest level first, oldest first (``restate``: as WindowEngine.advance)."""
         if watermark > self.watermark:
             self.watermark = watermark
         watermark = self.watermark
@@ -294,6 +294,8 @@ class DistinctTracker:
                 if end > watermark:
                     break
                 window = level.windows[start]
+                if window.revision and not restate and end + self.lateness > watermark:
+                    continue
                 if window.changed_threads or window.changed_forums or window.revision == 0:
                     window.revision += 1
                     results.append(self._final_result(level.size_ms, start, window))

@@ -159,9 +159,11 @@ class WindowEngine:
         return self.watermarks.current - self.lateness - self.size_ms
 
     # -- output --------------------------------------------------------------------------
-    def advance(self, now_ms: int) -> list[WindowResult]:
+    def advance(self, now_ms: int, restate: bool = True) -> list[WindowResult]:
         """Move the watermark to ``now_ms``; return windows that became final or changed
-        after being final (restatements), lowest level first, oldest first."""
+        after being final (restatements), lowest level first, oldest first. With
+        ``restate=False`` changes to final windows are kept for a later call (one restatement
+        then carries them all) unless the window is about to be forgotten."""
         watermark = self.watermarks.watermark(now_ms)
         results: list[WindowResult] = []
         rolling = self.rolling
@@ -172,6 +174,9 @@ class WindowEngine:
                 if end > watermark:
                     break
                 window = level.windows[start]
+                if (window.revision and not restate
+                        and end + self.lateness > watermark):
+                    continue
                 if window.changed or window.revision == 0:
                     window.revision += 1
                     results.append(WindowResult(level.size_ms, start, window.revision, True,
@@ -185,7 +190,7 @@ class WindowEngine:
                     del level.windows[start]
         if rolling is not None:
             rolling.advance(watermark)
-        self._distinct_out.extend(self.distinct.advance(watermark))
+        self._distinct_out.extend(self.distinct.advance(watermark, restate))
         return results
 
     def drain_distinct(self) -> list[DistinctResult]:

@@ -13,8 +13,6 @@ sums exactly the finer files whose windows start inside its period.
 
 from __future__ import annotations
 
-import io
-
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,12 +20,13 @@ import pyarrow.parquet as pq
 from . import keys
 from .distinct import merge_sketches, summarize
 from .engine import WindowResult
-from .parquet import read_metadata
+from .parquet import META_PREFIX
 from .sink import WindowSink
 from .stores import Store, StoreNotFound
 from .windows import level_plan
 
 HOUR_MS = 3_600_000  # object keys are partitioned by the hour of the window start
+REVISION_META = f"{META_PREFIX}revision".encode()
 
 
 class StoreRollups:
@@ -44,18 +43,25 @@ class StoreRollups:
         self._through = self._load()  # per rollup size: periods ending at or before are built
         self._latest_start: int | None = None  # latest base window written by this process
 
-    def on_written(self, size_ms: int, start_ms: int) -> None:
-        """A window of ``size_ms`` was (re)written: rebuild the periods above it that are
-        already complete."""
+    def on_written(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
+        """A window of ``size_ms`` was (re)written: return the (size, start) of the periods
+        above it that were already built and so must be rebuilt (``rebuild`` each)."""
         if size_ms == self.levels[0]:
             self._latest_start = max(self._latest_start or start_ms, start_ms)
+        stale = []
         for upper, lower in self._source.items():
             if lower != size_ms:
                 continue
             period = start_ms - start_ms % upper
             if period + upper <= self._through.get(upper, -1):
-                self._build(upper, period)
-                self.on_written(upper, period)
+                stale.append((upper, period))
+        return stale
+
+    def rebuild(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
+        """Rebuild one period from the files below it; returns the periods above it that must
+        be rebuilt in turn."""
+        self._build(size_ms, start_ms)
+        return self.on_written(size_ms, start_ms)
 
     def advance(self, watermark: int) -> None:
         """Build every period of every rollup level that the watermark completed."""
@@ -95,10 +101,9 @@ class StoreRollups:
         lower = self._source[size_ms]
         tables, revision = [], 0
         for key in self._part_keys("thread_counts", lower, start_ms, size_ms):
-            data = self.store.get(key)
-            tables.append(pq.read_table(io.BytesIO(data), columns=["forum", "thread", "type",
-                                                                    "count"]))
-            revision += int(read_metadata(data).get("revision", 1))
+            table, file_revision = self._read(key, ["forum", "thread", "type", "count"])
+            tables.append(table)
+            revision += file_revision
         if not tables:
             return
         table = pa.concat_tables(tables).group_by(["forum", "thread", "type"]).aggregate(
@@ -115,14 +120,17 @@ class StoreRollups:
         revision = 0
         for dataset, key_columns in (("thread_users", ["forum", "thread"]),
                                      ("forum_users", ["forum"])):
-            groups: dict[tuple, list[bytes]] = {}
+            tables = []
             for key in self._part_keys(dataset, lower, start_ms, size_ms):
-                data = self.store.get(key)
-                table = pq.read_table(io.BytesIO(data), columns=[*key_columns, "users_sketch"])
-                revision += int(read_metadata(data).get("revision", 1))
-                for row in table.to_pylist():
-                    groups.setdefault(tuple(row[c] for c in key_columns), []).append(
-                        row["users_sketch"])
+                table, file_revision = self._read(key, [*key_columns, "users_sketch"])
+                tables.append(table)
+                revision += file_revision
+            groups: dict[tuple, list[bytes]] = {}
+            if tables:
+                table = pa.concat_tables(tables)
+                keys_ = zip(*(table[c].to_pylist() for c in key_columns), strict=True)
+                for key, sketch in zip(keys_, table["users_sketch"].to_pylist(), strict=True):
+                    groups.setdefault(key, []).append(sketch)
             merged[dataset] = groups
         if not merged["thread_users"]:
             return
@@ -137,6 +145,13 @@ class StoreRollups:
 
         self.sink.write_users(size_ms, start_ms, revision, rows(merged["thread_users"]),
                               rows(merged["forum_users"]))
+
+    def _read(self, key: str, columns: list[str]) -> tuple[pa.Table, int]:
+        """One finer file: its columns and its revision (one parse of the footer)."""
+        parquet = pq.ParquetFile(pa.BufferReader(self.store.get(key)))
+        meta = parquet.schema_arrow.metadata or {}
+        revision = orjson.loads(meta.get(REVISION_META, b"1"))
+        return parquet.read(columns=columns), int(revision)
 
     def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
         """This bucket's ``lower`` objects of the windows starting in the period."""

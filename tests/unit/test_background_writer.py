@@ -144,3 +144,46 @@ def test_a_non_store_error_is_not_retried_and_its_tokens_are_reported_failed():
     assert writer.failed() == [("t1", boom), ("t2", boom)]
     assert sleeps == [] and writer.failures == 0
     assert gate.written == ["busy", "fine"]
+
+
+def test_tokens_wait_for_follow_ups_and_jobs_needing_one_follow_up_share_it():
+    gate = Gate(hold={"busy"})
+    runs: list = []
+
+    def write(job):
+        gate(job)
+        runs.append(job)
+        if job.startswith("window"):
+            return [("hour", "rebuild hour")]  # every window of the hour needs its rebuild
+        if job == "rebuild hour":
+            return [("day", "rebuild day")]
+        return None
+
+    writer = BackgroundWriter(write)
+    writer.submit("x", "busy", "t0")
+    assert gate.started.wait(WAIT)
+    for i in range(3):
+        writer.submit(f"w{i}", f"window{i}", f"t{i + 1}")
+    gate.release.set()
+    assert collect(writer, 4) == ["t0", "t1", "t2", "t3"]
+    # the three windows ran before the follow-up they queued: one hour and one day rebuild
+    assert runs == ["busy", "window0", "window1", "window2", "rebuild hour", "rebuild day"]
+    assert writer.idle()
+
+
+def test_a_token_whose_follow_up_fails_is_reported_failed_once_and_never_done():
+    def write(job):
+        if job == "window":
+            return [("a", "follow a"), ("b", "follow b")]
+        if job == "follow a":
+            raise ValueError("bad rollup")
+        return None
+
+    writer = BackgroundWriter(write)
+    writer.submit("w", "window", "t1")
+    deadline = time.monotonic() + WAIT
+    while not writer.idle() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    failed = writer.failed()
+    assert [(token, str(exc)) for token, exc in failed] == [("t1", "bad rollup")]
+    assert writer.done() == [] and writer.failed() == []

@@ -2,7 +2,8 @@
 files of the level below, a checkpoint in ``_state/``, restatements, restarts, end of input.
 
 Each test drives it as ParquetSinkBolt does: write a window file, ``on_written``, then
-``advance`` with the watermark carried by the window's tuple.
+``advance`` with the watermark carried by the window's tuple, then ``rebuild`` the periods
+``on_written`` named (the sink's follow-up jobs), and those they name in turn.
 """
 
 from __future__ import annotations
@@ -46,8 +47,18 @@ class Bucket:
     def write(self, start: int, counts: dict, watermark: int) -> None:
         self.revisions[start] += 1
         self.sink.write_windows([WindowResult(MIN, start, self.revisions[start], True, counts)])
-        self.rollups.on_written(MIN, start)
+        stale = self.rollups.on_written(MIN, start)
         self.rollups.advance(watermark)
+        rebuild_all(self.rollups, stale)
+
+
+def rebuild_all(rollups: StoreRollups, stale: list[tuple[int, int]]) -> None:
+    while stale:
+        stale = stale[1:] + rollups.rebuild(*stale[0])
+
+
+def written(rollups: StoreRollups, size: int, start: int) -> None:
+    rebuild_all(rollups, rollups.on_written(size, start))
 
 
 def read(store, dataset: str, size: int, start: int, part: int = PART) -> dict | None:
@@ -263,7 +274,7 @@ def test_any_rollup_sizes_the_settings_accept_are_sums_of_base_windows(store, si
     for start in range(D0 + 20 * HOUR, D0 + DAY + 7 * HOUR, 13 * MIN):
         minutes[start] = random_counts(rnd)
         sink.write_windows([WindowResult(MIN, start, 1, True, minutes[start])])
-        rollups.on_written(MIN, start)
+        written(rollups, MIN, start)
         rollups.advance(start + MIN)
     rollups.advance(D0 + 3 * DAY)
 
@@ -278,7 +289,7 @@ def test_any_rollup_sizes_the_settings_accept_are_sums_of_base_windows(store, si
     restated = sorted(minutes)[len(minutes) // 2]  # every level above it is complete
     minutes[restated] = {("z", "9", "vote"): 1000}
     sink.write_windows([WindowResult(MIN, restated, 2, True, minutes[restated])])
-    rollups.on_written(MIN, restated)
+    written(rollups, MIN, restated)
     check()
 
 
