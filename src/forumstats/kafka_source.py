@@ -336,6 +336,19 @@ class KafkaBatchSource:
         with self._lock:
             return {(tp.topic, tp.partition) for tp in self._tracker.active()}
 
+    def all_partitions(self) -> set[tuple[str, int]]:
+        """Every partition of the subscribed topics, owned by this consumer or by another
+        member of the group: the owned ones plus those in the client's metadata cache (never
+        a request, so it never blocks). Known before the first record: fetching a partition
+        needs its topic's metadata, which lists all of the topic's partitions."""
+        with self._lock:
+            out = {(tp.topic, tp.partition) for tp in self._tracker.active()}
+            cluster = getattr(self._consumer, "_cluster", None)  # kafka-python's cache
+            for topic in self.settings.topics:
+                known = cluster.partitions_for_topic(topic) if cluster is not None else None
+                out |= {(topic, p) for p in known or ()}
+            return out
+
     def committable(self) -> dict[tuple[str, int], int]:
         with self._lock:
             return {(tp.topic, tp.partition): offset

@@ -96,8 +96,13 @@ class KafkaEventSpout(Spout):
     def _announce_inputs(self) -> None:
         """Tell every bucket about each input (partition) before any of its data, so a
         partition that has sent nothing yet holds the watermark back (until idle) instead of
-        letting a faster partition close windows it still has events for."""
-        for name in self._input_names():
+        letting a faster partition close windows it still has events for.
+
+        Every partition of the topics, not only this task's: with several spout tasks, the
+        counting tasks would otherwise hear of another task's partitions only once that task
+        has set them up, which can be seconds after this one began handing out its backlog,
+        and the windows of that backlog would close before the other partitions' events."""
+        for name in self._all_input_names():
             if name not in self.announced:
                 self.announced.add(name)
                 for bucket in range(self.settings.buckets):
@@ -115,6 +120,13 @@ class KafkaEventSpout(Spout):
             max_ts = INPUT_IDLE if name in idle else None
             for bucket in range(self.settings.buckets):
                 self.emit([bucket, name, floor, end, max_ts, [], [], None], stream="batches")
+
+    def _all_input_names(self) -> list[str]:
+        """This task's inputs and, for Kafka, every other partition of its topics."""
+        every = getattr(self.source, "all_partitions", None)
+        if every is None:
+            return self._input_names()
+        return [f"{t}-{p}" for t, p in sorted(every())]
 
     def _input_names(self) -> list[str]:
         if hasattr(self.source, "assignment"):

@@ -115,11 +115,6 @@ def test_multilang_bolt_subprocess_killed(victim, tansu, seaweed, s3_bucket, tmp
     assert committed(tansu.bootstrap, topic, group) == end_offsets(produced)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open (issue 6): passed in 2 of 3 runs; one clean-clone run dead-lettered 841 records as "
-    "too_late. Suspected: one spout task ends (END_OF_INPUT) partitions it read to the end, a "
-    "rebalance then gives them to the rejoined task, whose re-read is not recognised as a "
-    "replay of the ranges already counted"))
 def test_consumer_group_rebalance_mid_run(tansu, seaweed, s3_bucket, tmp_path):
     """Chaos 6. Two spout tasks, two consumers of the group, each a multi-lang subprocess.
     One is killed mid-run: the group moves its partitions to the other once its session

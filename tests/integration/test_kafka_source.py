@@ -250,6 +250,9 @@ def test_rebalance_forgets_revoked_batches_and_ignores_their_acks(tansu):
                 pa.halt()
                 pb.halt()
             moved = b.assignment()
+            # each member knows every partition of the topic, not only its own
+            every = {(topic, p) for p in range(4)}
+            assert a.all_partitions() == b.all_partitions() == every
             for batch in held:
                 expected = (topic, batch.partition) not in moved
                 assert a.ack(batch.batch_id) is expected
