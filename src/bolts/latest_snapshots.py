@@ -20,6 +20,7 @@ from forumstats.counting import END_OF_INPUT
 from forumstats.engine import WindowResult
 from forumstats.latest import LatestView
 from forumstats.settings import Settings
+from forumstats.sink import put_all
 from forumstats.stdio_guard import protect_protocol_stream
 from forumstats.stores import open_store
 
@@ -38,6 +39,8 @@ class LatestSnapshotBolt(Bolt):
         self.sequence = 0
         self.dirty = False
         self.last_flush = 0.0
+        self.final_through: int | None = None
+        self.final_through_at_ms: int | None = None  # wall clock when it took its value
 
     def process(self, tup):
         bucket, payload = tup.values
@@ -53,6 +56,7 @@ class LatestSnapshotBolt(Bolt):
         elif tup.stream == "partials":
             self.view.on_partials(bucket, payload["watermark"], payload["rows"])
         self.dirty = True
+        self._note_final_through()
         if not was_ended and self.view.watermark >= END_OF_INPUT:
             self.last_flush = 0.0  # every input ended: publish the final state now
         self._maybe_flush()
@@ -64,6 +68,11 @@ class LatestSnapshotBolt(Bolt):
             self.logger.error("publishing latest/ failed: %r", exc)
             self.send_message({"command": "error", "msg": f"latest/ not published: {exc!r}"})
 
+    def _note_final_through(self) -> None:
+        final_through = self.view.final_through()
+        if final_through != self.final_through:
+            self.final_through, self.final_through_at_ms = final_through, int(time.time() * 1000)
+
     def _maybe_flush(self) -> None:
         now = time.monotonic()
         if not self.dirty or now - self.last_flush < self.settings.flush_interval_ms / 1000:
@@ -71,20 +80,23 @@ class LatestSnapshotBolt(Bolt):
         self.last_flush, self.dirty = now, False
         self.sequence += 1
         made_ms = int(time.time() * 1000)
-        self.writer.submit("latest", (made_ms, self.sequence, self.view.documents()), None)
+        # documents and manifest from one state of the view, taken on the protocol thread
+        documents = self.view.documents()
+        names = {kind: keys.snapshot_key(kind, made_ms, self.sequence, self.task_id or 0)
+                 for kind in documents}
+        manifest = self.view.manifest(made_ms, names, self.settings.snapshot_grace_ms,
+                                      self.final_through_at_ms)
+        self.writer.submit("latest", (made_ms, {names[kind]: doc for kind, doc
+                                                in documents.items()}, manifest), None)
 
     def _publish(self, job) -> None:
         """Snapshots first, then the manifest naming them, then expired snapshots."""
-        made_ms, sequence, documents = job
-        names = {}
-        for kind, doc in documents.items():
-            key = keys.snapshot_key(kind, made_ms, sequence, self.task_id or 0)
-            self.store.put(key, orjson.dumps(doc), "application/json")
-            names[kind] = key
-        manifest = self.view.manifest(made_ms, names, self.settings.snapshot_grace_ms)
+        made_ms, documents, manifest = job
+        put_all(self.store, {key: orjson.dumps(doc) for key, doc in documents.items()},
+                "application/json")
         self.store.put(keys.MANIFEST_KEY, orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
                        "application/json")
-        self._expire(made_ms, set(names.values()))
+        self._expire(made_ms, set(documents))
 
     def _expire(self, now_ms: int, current: set[str]) -> None:
         for key in self.store.list(keys.SNAPSHOTS_PREFIX):

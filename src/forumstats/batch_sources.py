@@ -21,7 +21,10 @@ def open_batch_source(settings: Settings, conf: dict[str, Any]):
         from .kafka_source import KafkaBatchSource
 
         kafka = KafkaSourceSettings.from_options(conf)
-        kafka = replace(kafka, max_in_flight=min(kafka.max_in_flight, max_in_flight))
+        w = settings.windows
+        kafka = replace(kafka, max_in_flight=min(kafka.max_in_flight, max_in_flight),
+                        batch_hold_ms=w.size_ms + w.out_of_orderness_ms
+                        + settings.flush_interval_ms)
         source = KafkaBatchSource(kafka)
         return StopAtEnd(source) if conf.get("forumstats.spout.stop_at_end") else source
     from .local_source import LocalBatchSource

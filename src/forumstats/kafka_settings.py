@@ -19,6 +19,7 @@ Options (``forumstats.kafka.`` + name, default in brackets):
 - ``idle_timeout`` [``forumstats.idle_timeout``]: a partition silent this long no longer
   counts as the slowest.
 - ``tail_linger`` [500 ms]: how long a partial batch may wait for more records once caught up.
+  Raised automatically to ``batch_hold / share`` (see ``batch_hold_ms`` below).
 - ``batch_timeout`` [off]: fail batches not acked within this (Storm does it itself).
 - ``cut_log`` [auto]: where tail cuts are stored: auto, metadata, topic, none (see
   ``forumstats.kafka_source``).
@@ -71,6 +72,12 @@ class KafkaSourceSettings:
     pacing_bound_ms: int | None = 300_000
     idle_timeout_ms: int = 30_000
     tail_linger_ms: int = 500
+    # Not an option: set by the topology from the window settings (window + out-of-orderness
+    # + flush). The counting tasks hold a batch about this long before it is acked, so the
+    # tail linger is raised until one partition's share of in-flight batches spans it: a
+    # steady tail cut into tiny batches would fill the cap long before any window could
+    # close, and then only idleness would move the watermark.
+    batch_hold_ms: int = 0
     batch_timeout_ms: int | None = None
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -138,6 +145,12 @@ class KafkaSourceSettings:
     def ignores_foreign_commits(self) -> bool:
         """True for ``earliest``/``latest``: commits of another deployment are not resumed."""
         return self.first_poll in ("earliest", "latest")
+
+    def tail_linger_for(self, share: int) -> int:
+        """How long a partial batch at the tail waits for more records when one partition may
+        have ``share`` batches in flight: the configured linger, or longer if those batches
+        would otherwise not span the time the counting tasks hold a batch."""
+        return max(self.tail_linger_ms, self.batch_hold_ms // max(1, share))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], **overrides: Any) -> KafkaSourceSettings:

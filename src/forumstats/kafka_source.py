@@ -711,6 +711,7 @@ class KafkaBatchSource:
         self._rotation = (self._rotation + 1) % len(active)
         active = active[self._rotation:] + active[:self._rotation]
         room = self._tracker.room() if budget is None else min(self._tracker.room(), budget)
+        linger = self.settings.tail_linger_for(self._tracker.share())
         plans: dict[TopicPartition, list] = {}
         for tp in active:
             if room <= 0:
@@ -724,7 +725,7 @@ class KafkaBatchSource:
                 continue
             highwater = self._highwater(tp)
             tail_ok = (self._mode != "none" and highwater is not None and position >= highwater
-                       and now - (part.pending_since_ms or now) >= self.settings.tail_linger_ms)
+                       and now - (part.pending_since_ms or now) >= linger)
             cuts = ledger.plan([r.offset for r in part.pending], position, tail_ok=tail_ok,
                                limit=min(room, share))
             if cuts:

@@ -190,15 +190,27 @@ class LatestView:
         rows.sort(key=lambda r: (r["window_start"], r["forum"], r["type"]))
         return {"rows": rows}
 
-    def manifest(self, made_ms: int, snapshot_keys: Mapping[str, str], grace_ms: int) -> dict:
-        final_through = (None if self.watermark >= POS_INF
-                         else self.watermark - self.watermark % self.size_ms)
+    def final_through(self) -> int | None:
+        """Start of the window after the newest final one (windows before it are final);
+        None once every input ended (all final) or before any input spoke."""
+        mark = self.watermark
+        if mark >= POS_INF or mark <= NEG_INF:
+            return None
+        return mark - mark % self.size_ms
+
+    def manifest(self, made_ms: int, snapshot_keys: Mapping[str, str], grace_ms: int,
+                 final_through_at_ms: int | None = None) -> dict:
+        """``final_through_at_ms``: when (wall clock, passed in) the watermark reached
+        ``final_through``, so that readers can tell how long a closed window took to appear."""
+        final_through = self.final_through()
         open_starts = sorted({s for b in self._buckets.values() for s in b.partial_minutes})
         return {"version": MANIFEST_VERSION, "made_at": iso(made_ms),
                 "watermark": iso(self.watermark),
                 "ended": self.watermark >= POS_INF,
                 "windows": {"size": duration_label(self.size_ms),
                             "final_through": iso(final_through),
+                            "final_through_at": (iso(final_through_at_ms)
+                                                 if final_through is not None else None),
                             "open": [iso(s) for s in open_starts]},
                 "snapshots": dict(snapshot_keys),
                 "snapshot_grace_seconds": grace_ms // 1000}

@@ -257,14 +257,15 @@ class LocalCluster:
         bolt._current_tups = []
 
     def _enqueue(self, task: _Task, comp: str, stream: str, source_task: int, values: list,
-                 roots: frozenset) -> None:
+                 roots: frozenset, encoded: bytes | None = None) -> None:
         tup_id = self._new_id()
         inst = _Instance(roots, task_id=task.task_id)
         self.instances[tup_id] = inst
         for root_key in roots:
             self.roots[root_key].outstanding += 1
         kind = getattr(task.instance, "_source_tuple_types", {}).get(comp, {}).get(stream)
-        values = orjson.loads(orjson.dumps(values))
+        # Through JSON, as over multi-lang: each task gets its own copy, with JSON's types
+        values = orjson.loads(orjson.dumps(values) if encoded is None else encoded)
         tup = Tuple(tup_id, comp, stream, source_task,
                     tuple(values) if kind is None else kind(*values))
         self.queue.append((task, tup, inst))
@@ -272,6 +273,7 @@ class LocalCluster:
     def _route(self, source: _Task, stream: str, values: list, roots: frozenset) -> int:
         delivered = 0
         fields = None
+        encoded = None
         for component, grouping in self.subscribers.get((source.component, stream), []):
             targets = self.by_component[component]
             if grouping.fields is not None:
@@ -283,8 +285,11 @@ class LocalCluster:
                 chosen = targets
             else:  # shuffle, local_or_shuffle, none
                 chosen = [targets[self._rng.randrange(len(targets))]]
+            if encoded is None:
+                encoded = orjson.dumps(values)  # once for every subscriber and target
             for target in chosen:
-                self._enqueue(target, source.component, stream, source.task_id, values, roots)
+                self._enqueue(target, source.component, stream, source.task_id, values, roots,
+                              encoded)
                 delivered += 1
         self.stats.by_stream[(source.component, stream)] = (
             self.stats.by_stream.get((source.component, stream), 0) + 1)

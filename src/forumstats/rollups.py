@@ -21,7 +21,7 @@ from . import keys
 from .distinct import merge_sketches, summarize
 from .engine import WindowResult
 from .parquet import META_PREFIX
-from .sink import WindowSink
+from .sink import WindowSink, get_all
 from .stores import Store, StoreNotFound
 from .windows import level_plan
 
@@ -100,17 +100,20 @@ class StoreRollups:
     def _build(self, size_ms: int, start_ms: int) -> None:
         lower = self._source[size_ms]
         tables, revision = [], 0
-        for key in self._part_keys("thread_counts", lower, start_ms, size_ms):
-            table, file_revision = self._read(key, ["forum", "thread", "type", "count"])
+        for data in get_all(self.store, self._part_keys("thread_counts", lower, start_ms,
+                                                         size_ms)):
+            table, file_revision = _read(data, ["forum", "thread", "type", "count"])
             tables.append(table)
             revision += file_revision
         if not tables:
             return
-        table = pa.concat_tables(tables).group_by(["forum", "thread", "type"]).aggregate(
-            [("count", "sum")])
-        counts = dict(zip(zip(table["forum"].to_pylist(), table["thread"].to_pylist(),
+        # Summed in Python: Table.group_by loads pyarrow.dataset and pandas (~50 MB resident)
+        table = pa.concat_tables(tables)
+        counts: dict[tuple[str, str, str], int] = {}
+        for key, n in zip(zip(table["forum"].to_pylist(), table["thread"].to_pylist(),
                               table["type"].to_pylist(), strict=True),
-                          table["count_sum"].to_pylist(), strict=True))
+                          table["count"].to_pylist(), strict=True):
+            counts[key] = counts.get(key, 0) + n
         self.sink.write_windows([WindowResult(size_ms, start_ms, revision, True, counts)])
         self._build_users(size_ms, start_ms, lower)
 
@@ -121,8 +124,8 @@ class StoreRollups:
         for dataset, key_columns in (("thread_users", ["forum", "thread"]),
                                      ("forum_users", ["forum"])):
             tables = []
-            for key in self._part_keys(dataset, lower, start_ms, size_ms):
-                table, file_revision = self._read(key, [*key_columns, "users_sketch"])
+            for data in get_all(self.store, self._part_keys(dataset, lower, start_ms, size_ms)):
+                table, file_revision = _read(data, [*key_columns, "users_sketch"])
                 tables.append(table)
                 revision += file_revision
             groups: dict[tuple, list[bytes]] = {}
@@ -145,13 +148,6 @@ class StoreRollups:
 
         self.sink.write_users(size_ms, start_ms, revision, rows(merged["thread_users"]),
                               rows(merged["forum_users"]))
-
-    def _read(self, key: str, columns: list[str]) -> tuple[pa.Table, int]:
-        """One finer file: its columns and its revision (one parse of the footer)."""
-        parquet = pq.ParquetFile(pa.BufferReader(self.store.get(key)))
-        meta = parquet.schema_arrow.metadata or {}
-        revision = orjson.loads(meta.get(REVISION_META, b"1"))
-        return parquet.read(columns=columns), int(revision)
 
     def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
         """This bucket's ``lower`` objects of the windows starting in the period."""
@@ -189,6 +185,14 @@ class StoreRollups:
             return {int(k): v for k, v in orjson.loads(self.store.get(self._state_key)).items()}
         except StoreNotFound:
             return {}
+
+
+def _read(data: bytes, columns: list[str]) -> tuple[pa.Table, int]:
+    """One finer file: its columns and its revision (one parse of the footer)."""
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    meta = parquet.schema_arrow.metadata or {}
+    revision = orjson.loads(meta.get(REVISION_META, b"1"))
+    return parquet.read(columns=columns), int(revision)
 
 
 def _start_from_key(key: str) -> int:

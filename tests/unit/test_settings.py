@@ -56,3 +56,17 @@ def test_repo_config_json_envs_are_valid():
 def test_sub_minute_windows_are_refused_since_keys_name_minutes():
     with pytest.raises(ConfigError, match="whole number of minutes"):
         Settings.from_options({"forumstats.window": "30s"})
+
+
+@pytest.mark.parametrize("linger, hold, share, want", [
+    (500, 0, 16, 500),            # no hold known: the configured linger
+    (500, 95_000, 16, 5_937),     # 16 batches per partition must span 95 s of holding
+    (500, 95_000, 400, 500),      # a large share: batches as small as the linger allows
+    (0, 95_000, 0, 95_000),       # no share at all counts as one batch
+])
+def test_the_tail_linger_grows_until_a_partitions_share_spans_the_hold(linger, hold, share,
+                                                                      want):
+    from forumstats.kafka_settings import KafkaSourceSettings
+
+    settings = KafkaSourceSettings(tail_linger_ms=linger, batch_hold_ms=hold)
+    assert settings.tail_linger_for(share) == want
