@@ -15,7 +15,7 @@ from streamparse import Bolt
 from forumstats.background_writer import BackgroundWriter
 from forumstats.deadletters import DeadLetter
 from forumstats.engine import WindowResult
-from forumstats.rollups import StoreRollups
+from forumstats.rollups import COUNT_DATASETS, USER_DATASETS, StoreRollups
 from forumstats.settings import Settings
 from forumstats.sink import WindowSink
 from forumstats.stdio_guard import protect_protocol_stream
@@ -95,6 +95,8 @@ class ParquetSinkBolt(Bolt):
                               in users["forums"]])
         sink.write_windows([result], payload["offsets"])
         rollups = self._rollups(bucket)
+        written = COUNT_DATASETS + (USER_DATASETS if users is not None else ())
+        rollups.note_written(result.size_ms, result.start_ms, written)
         stale = rollups.on_written(result.size_ms, result.start_ms)
         rollups.advance(payload["watermark"])
         return self._rebuilds(bucket, stale)

@@ -10,7 +10,9 @@ Options (``forumstats.kafka.`` + name, default in brackets):
 - ``topics`` [forum-events]: topics to subscribe to. ``group_id`` [forumstats]: the group.
 - ``first_poll`` [committed-else-earliest]: where a partition starts, see below.
 - ``batch_size`` [500]: S; batches never cross a multiple of S (offsets).
-- ``max_in_flight`` [64]: batches handed out and not yet acked, over all partitions.
+- ``max_in_flight`` [1000]: batches handed out and not yet acked, over all partitions; the
+  topology lowers it to what ``topology.max.spout.pending`` allows (one tuple per bucket and
+  one for dead letters per batch).
 - ``max_uncommitted`` [256]: per partition, batches handed out and not yet committed (bounds
   replays and the cut log).
 - ``retry_backoff`` / ``retry_backoff_max`` [1s / 60s]: replay delay base*2^(n-1), capped.
@@ -65,7 +67,7 @@ class KafkaSourceSettings:
     group_id: str = "forumstats"
     first_poll: str = "committed-else-earliest"
     batch_size: int = 500
-    max_in_flight: int = 64
+    max_in_flight: int = 1000
     max_uncommitted: int = 256
     backoff_base_ms: int = 1_000
     backoff_cap_ms: int = 60_000
@@ -149,8 +151,9 @@ class KafkaSourceSettings:
     def tail_linger_for(self, share: int) -> int:
         """How long a partial batch at the tail waits for more records when one partition may
         have ``share`` batches in flight: the configured linger, or longer if those batches
-        would otherwise not span the time the counting tasks hold a batch."""
-        return max(self.tail_linger_ms, self.batch_hold_ms // max(1, share))
+        would otherwise not span twice the time the counting tasks hold a batch (once is
+        not enough: a batch straddling two windows is held until the later one closes)."""
+        return max(self.tail_linger_ms, 2 * self.batch_hold_ms // max(1, share))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], **overrides: Any) -> KafkaSourceSettings:

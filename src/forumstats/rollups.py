@@ -27,6 +27,8 @@ from .windows import level_plan
 
 HOUR_MS = 3_600_000  # object keys are partitioned by the hour of the window start
 REVISION_META = f"{META_PREFIX}revision".encode()
+COUNT_DATASETS = ("thread_counts", "forum_counts")  # what WindowSink.write_windows writes
+USER_DATASETS = ("thread_users", "forum_users")  # what WindowSink.write_users writes
 
 
 class StoreRollups:
@@ -42,6 +44,9 @@ class StoreRollups:
         self._state_key = keys.state_key("rollups", part)
         self._through = self._load()  # per rollup size: periods ending at or before are built
         self._latest_start: int | None = None  # latest base window written by this process
+        # hour prefix -> this bucket's keys under it: listed once, then kept up to date from
+        # note_written (a bucket has one writer, its sink task), so a rebuild lists nothing
+        self._listed: dict[str, set[str]] = {}
 
     def on_written(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
         """A window of ``size_ms`` was (re)written: return the (size, start) of the periods
@@ -56,6 +61,13 @@ class StoreRollups:
             if period + upper <= self._through.get(upper, -1):
                 stale.append((upper, period))
         return stale
+
+    def note_written(self, size_ms: int, start_ms: int, datasets: tuple[str, ...]) -> None:
+        """This bucket's objects of ``datasets`` for one window were written."""
+        for dataset in datasets:
+            listed = self._listed.get(keys.window_prefix(dataset, size_ms, start_ms))
+            if listed is not None:
+                listed.add(keys.window_key(dataset, size_ms, start_ms, self.part))
 
     def rebuild(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
         """Rebuild one period from the files below it; returns the periods above it that must
@@ -115,6 +127,7 @@ class StoreRollups:
                           table["count"].to_pylist(), strict=True):
             counts[key] = counts.get(key, 0) + n
         self.sink.write_windows([WindowResult(size_ms, start_ms, revision, True, counts)])
+        self.note_written(size_ms, start_ms, COUNT_DATASETS)
         self._build_users(size_ms, start_ms, lower)
 
     def _build_users(self, size_ms: int, start_ms: int, lower: int) -> None:
@@ -148,6 +161,7 @@ class StoreRollups:
 
         self.sink.write_users(size_ms, start_ms, revision, rows(merged["thread_users"]),
                               rows(merged["forum_users"]))
+        self.note_written(size_ms, start_ms, USER_DATASETS)
 
     def _part_keys(self, dataset: str, lower: int, start_ms: int, size_ms: int) -> list[str]:
         """This bucket's ``lower`` objects of the windows starting in the period."""
@@ -159,8 +173,10 @@ class StoreRollups:
         found = []
         for moment in range(start_ms - start_ms % step, end, step):
             prefix = keys.window_prefix(dataset, lower, moment)
-            found += [k for k in self.store.list(prefix)
-                      if k.endswith(suffix) and start_ms <= _start_from_key(k) < end]
+            if prefix not in self._listed:
+                self._listed[prefix] = {k for k in self.store.list(prefix) if k.endswith(suffix)}
+            found += sorted(k for k in self._listed[prefix]
+                            if start_ms <= _start_from_key(k) < end)
         return found
 
     def _first_written(self, lower: int, upper: int) -> int | None:

@@ -20,7 +20,7 @@ from forumstats import keys
 from forumstats.counting import END_OF_INPUT
 from forumstats.engine import WindowResult
 from forumstats.parquet import read_metadata
-from forumstats.rollups import StoreRollups
+from forumstats.rollups import COUNT_DATASETS, StoreRollups
 from forumstats.sink import WindowSink
 from forumstats.stores import LocalStore, StoreNotFound
 
@@ -47,6 +47,7 @@ class Bucket:
     def write(self, start: int, counts: dict, watermark: int) -> None:
         self.revisions[start] += 1
         self.sink.write_windows([WindowResult(MIN, start, self.revisions[start], True, counts)])
+        self.rollups.note_written(MIN, start, COUNT_DATASETS)
         stale = self.rollups.on_written(MIN, start)
         self.rollups.advance(watermark)
         rebuild_all(self.rollups, stale)
@@ -58,6 +59,7 @@ def rebuild_all(rollups: StoreRollups, stale: list[tuple[int, int]]) -> None:
 
 
 def written(rollups: StoreRollups, size: int, start: int) -> None:
+    rollups.note_written(size, start, COUNT_DATASETS)
     rebuild_all(rollups, rollups.on_written(size, start))
 
 
@@ -310,3 +312,31 @@ def test_a_watermark_from_before_any_data_records_nothing_and_builds_later(store
     restarted.advance(NEG_INF)
     restarted.advance(D0 + 3 * HOUR)
     assert read(store, "thread_counts", HOUR, D0 + HOUR) == {("a", "1", "vote"): 2}
+
+
+class CountingLists:
+    """The store, counting LIST calls."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.lists = inner, 0
+
+    def list(self, prefix: str):
+        self.lists += 1
+        return self.inner.list(prefix)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_rebuilds_list_each_hour_once_and_see_windows_written_after_that(store):
+    counting = CountingLists(store)
+    b = Bucket(counting)
+    b.write(D0 + 5 * MIN, {("a", "1", "vote"): 1}, watermark=D0 + 2 * HOUR)  # builds hour 0
+    after_build = counting.lists
+    b.write(D0 + 9 * MIN, {("a", "1", "vote"): 2}, watermark=D0 + 2 * HOUR)  # late: rebuild
+    b.write(D0 + 5 * MIN, {("a", "1", "vote"): 4}, watermark=D0 + 2 * HOUR)  # restated
+    assert counting.lists == after_build  # the rebuilds listed nothing
+    assert read(store, "thread_counts", HOUR, D0) == {("a", "1", "vote"): 6}
+    restarted = StoreRollups(store, PART, MIN, (HOUR, DAY))  # a new process lists afresh
+    written(restarted, MIN, D0 + 5 * MIN)
+    assert read(store, "thread_counts", HOUR, D0) == {("a", "1", "vote"): 6}

@@ -60,9 +60,9 @@ def test_sub_minute_windows_are_refused_since_keys_name_minutes():
 
 @pytest.mark.parametrize("linger, hold, share, want", [
     (500, 0, 16, 500),            # no hold known: the configured linger
-    (500, 95_000, 16, 5_937),     # 16 batches per partition must span 95 s of holding
+    (500, 95_000, 16, 11_875),    # 16 batches per partition must span 2 x 95 s of holding
     (500, 95_000, 400, 500),      # a large share: batches as small as the linger allows
-    (0, 95_000, 0, 95_000),       # no share at all counts as one batch
+    (0, 95_000, 0, 190_000),      # no share at all counts as one batch
 ])
 def test_the_tail_linger_grows_until_a_partitions_share_spans_the_hold(linger, hold, share,
                                                                       want):
