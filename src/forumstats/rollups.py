@@ -44,9 +44,10 @@ class StoreRollups:
         self._state_key = keys.state_key("rollups", part)
         self._through = self._load()  # per rollup size: periods ending at or before are built
         self._latest_start: int | None = None  # latest base window written by this process
-        # hour prefix -> this bucket's keys under it: listed once, then kept up to date from
-        # note_written (a bucket has one writer, its sink task), so a rebuild lists nothing
-        self._listed: dict[str, set[str]] = {}
+        # hour prefix -> (hour, this bucket's keys under it): listed once, then kept up to
+        # date by note_written (a bucket has one writer, its sink task), so a rebuild lists
+        # nothing; hours no rollup can need any more are dropped (see advance)
+        self._listed: dict[str, tuple[int, set[str]]] = {}
 
     def on_written(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
         """A window of ``size_ms`` was (re)written: return the (size, start) of the periods
@@ -67,7 +68,7 @@ class StoreRollups:
         for dataset in datasets:
             listed = self._listed.get(keys.window_prefix(dataset, size_ms, start_ms))
             if listed is not None:
-                listed.add(keys.window_key(dataset, size_ms, start_ms, self.part))
+                listed[1].add(keys.window_key(dataset, size_ms, start_ms, self.part))
 
     def rebuild(self, size_ms: int, start_ms: int) -> list[tuple[int, int]]:
         """Rebuild one period from the files below it; returns the periods above it that must
@@ -105,9 +106,17 @@ class StoreRollups:
             if self._through.get(upper) != done:
                 self._through[upper] = done
                 changed = True
+        self._forget_listings(watermark)
         if changed:
             self.store.put(self._state_key, orjson.dumps(
                 {str(k): v for k, v in self._through.items()}), "application/json")
+
+    def _forget_listings(self, watermark: int) -> None:
+        """Drop listings older than the largest rollup before the watermark: a rebuild that
+        still needs one (a restatement that late) lists it again."""
+        horizon = watermark - max(self.levels) - HOUR_MS
+        for prefix in [p for p, (hour, _keys) in self._listed.items() if hour < horizon]:
+            del self._listed[prefix]
 
     def _build(self, size_ms: int, start_ms: int) -> None:
         lower = self._source[size_ms]
@@ -174,8 +183,9 @@ class StoreRollups:
         for moment in range(start_ms - start_ms % step, end, step):
             prefix = keys.window_prefix(dataset, lower, moment)
             if prefix not in self._listed:
-                self._listed[prefix] = {k for k in self.store.list(prefix) if k.endswith(suffix)}
-            found += sorted(k for k in self._listed[prefix]
+                self._listed[prefix] = (moment - moment % HOUR_MS, {
+                    k for k in self.store.list(prefix) if k.endswith(suffix)})
+            found += sorted(k for k in self._listed[prefix][1]
                             if start_ms <= _start_from_key(k) < end)
         return found
 
