@@ -165,19 +165,8 @@ class LocalCluster:
                     task.next_tick = self.clock() + task.tick_secs
 
     def _instantiate(self, cls: type, task: _Task, conf: dict, context: dict) -> Any:
-        instance = cls(input_stream=io.BytesIO(), output_stream=io.BytesIO(), rdb_signal=None)
-        root = logging.getLogger()
-        handlers, stdout = list(root.handlers), sys.stdout
-        instance.send_message = lambda msg, t=task: self._on_message(t, msg)
-        try:
-            instance._setup_component(conf, context)
-            instance.initialize(conf, context)
-        finally:
-            # In one process the runner's stdout and logging stay ours: what pystorm and the
-            # components' stdout guard set up is for a multi-lang subprocess.
-            root.handlers[:] = handlers
-            sys.stdout = stdout
-        return instance
+        return in_process_component(cls, conf, context,
+                                    lambda msg, t=task: self._on_message(t, msg))
 
     # -- running --------------------------------------------------------------------------
     def run(self, until: Callable[[], bool], idle_sleep: float = 0.001) -> LocalStats:
@@ -464,3 +453,22 @@ class _Subprocess:
 
 _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING,
            4: logging.ERROR}
+
+
+def in_process_component(cls: type, conf: dict, context: dict,
+                         send_message: Callable[[dict], None]) -> Any:
+    """A streamparse component set up in this process; what it would write to Storm goes to
+    ``send_message`` instead."""
+    instance = cls(input_stream=io.BytesIO(), output_stream=io.BytesIO(), rdb_signal=None)
+    root = logging.getLogger()
+    handlers, stdout = list(root.handlers), sys.stdout
+    instance.send_message = send_message
+    try:
+        instance._setup_component(conf, context)
+        instance.initialize(conf, context)
+    finally:
+        # In one process the runner's stdout and logging stay ours: what pystorm and the
+        # components' stdout guard set up is for a multi-lang subprocess.
+        root.handlers[:] = handlers
+        sys.stdout = stdout
+    return instance

@@ -62,7 +62,8 @@ class KafkaEventSpout(Spout):
             budget = max(0, self.max_pending - len(self.outstanding)) // per_batch
         batches = self.source.poll(max_records=self.poll_records, timeout_ms=0,
                                    max_batches=budget)
-        self._announce_inputs()
+        if batches:
+            self._announce_inputs()  # before any data; also once a second, below
         for batch in batches:
             self._emit_batch(batch)
         if getattr(self.source, "exhausted", lambda: False)():
@@ -75,6 +76,7 @@ class KafkaEventSpout(Spout):
             self.source.commit()
             self._last_commit = now
             self.emit([self.task_id, "progress", {"lag": self._lag()}], stream="status")
+            self._announce_inputs()
             self._announce_liveness()
 
     def _lag(self) -> int | None:

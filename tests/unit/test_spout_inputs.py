@@ -9,14 +9,11 @@ BucketCounter as the WindowCountBolt would."""
 
 from __future__ import annotations
 
-import io
-import logging
-import sys
-
 import pytest
 
 from forumstats.counting import BucketCounter
 from forumstats.kafka_source import RawBatch
+from forumstats.localstorm import in_process_component
 from forumstats.settings import WindowSettings
 
 W = WindowSettings(size_ms=60_000, out_of_orderness_ms=2_000, idle_timeout_ms=120_000,
@@ -67,19 +64,12 @@ def spout_with(monkeypatch):
 
     def make(source: FakeSource):
         monkeypatch.setattr(kafka_events, "open_batch_source", lambda settings, conf: source)
-        spout = kafka_events.KafkaEventSpout(input_stream=io.BytesIO(),
-                                             output_stream=io.BytesIO(), rdb_signal=None)
-        spout.sent = []
-        spout.send_message = spout.sent.append
+        sent: list[dict] = []
         conf = {"forumstats.buckets": 1, "topology.max.spout.pending": None}
-        handlers, stdout = list(logging.getLogger().handlers), sys.stdout
-        try:
-            spout._setup_component(conf, {"taskid": 1, "componentid": "events",
-                                          "task->component": {"1": "events"}})
-            spout.initialize(conf, {})
-        finally:  # what pystorm and the stdout guard set up is for a subprocess
-            logging.getLogger().handlers[:] = handlers
-            sys.stdout = stdout
+        spout = in_process_component(kafka_events.KafkaEventSpout, conf,
+                                     {"taskid": 1, "componentid": "events",
+                                      "task->component": {"1": "events"}}, sent.append)
+        spout.sent = sent
         return spout
     return make
 
