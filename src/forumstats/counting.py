@@ -23,6 +23,7 @@ Each input is a batch's partial counts for one key bucket, identified by its sou
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -82,6 +83,20 @@ class SourceChain:
                 best = _max(best, max_ts)
 
 
+class _Packed:
+    """A window's emitted content, pickled: a retained row costs ~30 bytes instead of a dict
+    entry, a key tuple and its strings (~200; BENCHMARKS.md, memory). zlib would make it 3x
+    smaller at twice the cost per emission. In-process only, never stored."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, value: object) -> None:
+        self._data = pickle.dumps(value, protocol=5)
+
+    def unpack(self):
+        return pickle.loads(self._data)
+
+
 def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -127,12 +142,14 @@ class BucketCounter:
         self._folded: dict[int, dict[str, set[Range]]] = {}
         self._waiting: dict[int, list[str]] = {}
         self._remaining: dict[str, int] = {}
-        self._emitted: dict[int, WindowResult] = {}
+        # Last emitted content per window, packed (see _Packed): kept only to write a window
+        # again for a replay, so it is rarely read but may be held for minutes of wall clock.
+        self._emitted: dict[int, _Packed] = {}
         self._rewrite: set[int] = set()
         self._ended: set[str] = set()  # sources that sent END_OF_INPUT
         self.retain_ms = retain_ms
         self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
-        self._distinct: dict[int, DistinctResult] = {}  # latest distinct users per window
+        self._distinct: dict[int, _Packed] = {}  # latest distinct users per window, packed
         self._chains: dict[str, SourceChain] = {}
 
     def _idle(self, source: str, floor: int, end: int, now_ms: int) -> None:
@@ -224,17 +241,21 @@ class BucketCounter:
         replays' re-writes wait for a call with ``restate=True`` (each whole window is
         written once however many late batches it got in between)."""
         results = self.engine.advance(now_ms, restate)
-        for distinct in self.engine.drain_distinct():
-            self._distinct[distinct.start_ms] = distinct
+        fresh = {d.start_ms: d for d in self.engine.drain_distinct()}
+        for start, distinct in fresh.items():
+            self._distinct[start] = _Packed(distinct)
         watermark = self.engine.watermark
         emissions = []
         for result in results:
-            self._emitted[result.start_ms] = result
-            self._rewrite.discard(result.start_ms)
-            emissions.append(self._emission(result, watermark))
+            start = result.start_ms
+            self._emitted[start] = _Packed(result)
+            self._rewrite.discard(start)
+            distinct = fresh[start] if start in fresh else self._unpack_distinct(start)
+            emissions.append(self._emission(result, watermark, distinct))
         if restate:
             for start in sorted(self._rewrite):
-                emissions.append(self._emission(self._emitted[start], watermark))
+                emissions.append(self._emission(self._emitted[start].unpack(), watermark,
+                                                self._unpack_distinct(start)))
             self._rewrite.clear()
         acks = []
         for emission in emissions:
@@ -261,14 +282,18 @@ class BucketCounter:
                  in written.sketches.items()}, cutoff=start - 1)
         self._folded[start] = {src: {tuple(r) for r in spans}
                                for src, spans in written.offsets.items()}
-        self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
-                                            dict(written.counts))
+        self._emitted[start] = _Packed(WindowResult(self.size_ms, start, written.revision,
+                                                    True, dict(written.counts)))
 
-    def _emission(self, result: WindowResult, watermark: int) -> Emission:
+    def _unpack_distinct(self, start: int) -> DistinctResult | None:
+        packed = self._distinct.get(start)
+        return None if packed is None else packed.unpack()
+
+    def _emission(self, result: WindowResult, watermark: int,
+                  distinct: DistinctResult | None) -> Emission:
         start = result.start_ms
         offsets = {src: sorted(spans) for src, spans in sorted(self._folded.get(start, {}).items())}
-        return Emission(result, offsets, self._waiting.pop(start, []), watermark,
-                        self._distinct.get(start))
+        return Emission(result, offsets, self._waiting.pop(start, []), watermark, distinct)
 
     def _purge(self, watermark: int, now_ms: int) -> None:
         if watermark >= POS_INF:

@@ -1,8 +1,9 @@
 """The generator and NDJSON sources behind the same batch interface as KafkaBatchSource.
 
 So the spout runs unchanged on a laptop: one pseudo-partition, offsets = record numbers,
-batches cut at multiples of ``batch_size`` (as on Kafka), failed batches handed out again with
-the same id and records, acked batches forgotten. ``received`` timestamps are the run's start.
+batches of ``batch_size`` records (the spout makes it larger for a dense stream), failed
+batches handed out again with the same id and records, acked batches forgotten. ``received``
+timestamps are the run's start.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class LocalBatchSource:
         self.partition = 0
         self._records: Iterator[tuple[bytes, int]] = source.records()
         self._batch_size = batch_size
-        self._max_in_flight = max_in_flight
+        self._max_in_flight = self._max_in_flight_cap = max_in_flight
         self._started_ms = started_ms
         self._in_flight: dict[str, RawBatch] = {}
         self._replay: deque[RawBatch] = deque()
@@ -47,7 +48,7 @@ class LocalBatchSource:
 
     def _cut(self) -> RawBatch | None:
         first = self._next_first
-        end = first - first % self._batch_size + self._batch_size
+        end = first + self._batch_size  # starts at 0: multiples of a batch size never resized
         records = []
         while True:
             item = self._lookahead or next(self._records, None)
@@ -96,6 +97,17 @@ class LocalBatchSource:
                                       batch.last_offset + 1)))
         self._in_flight[batch_id] = self._replay[-1]
         return True
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def resize(self, batch_size: int, max_in_flight: int) -> None:
+        """Cut later batches larger (never smaller), and hand out at most ``max_in_flight``
+        (never more than set at the start). A local run starts over every time, so, unlike
+        Kafka's, its cut points need not be the same from one run to the next."""
+        self._batch_size = max(self._batch_size, batch_size)
+        self._max_in_flight = min(self._max_in_flight_cap, max_in_flight)
 
     def commit(self) -> bool:
         return True  # nothing durable to commit to: a local run starts from the beginning

@@ -17,6 +17,7 @@ from streamparse import Spout, Stream
 from forumstats.batch_sources import open_batch_source
 from forumstats.batching import prepare_batch
 from forumstats.counting import END_OF_INPUT, INPUT_IDLE
+from forumstats.inflight import EventDensity, batch_size_needed, batches_to_span
 from forumstats.settings import Settings
 from forumstats.stdio_guard import protect_protocol_stream
 
@@ -24,6 +25,8 @@ from forumstats.stdio_guard import protect_protocol_stream
 BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows", "users", "span"]
 DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
 COMMIT_EVERY_S = 1.0
+MIN_LOCAL_IN_FLIGHT = 64  # batches a local source keeps in flight however sparse the stream
+STALL_AFTER_S = 30.0  # all batches in flight and none acked for this long: say why
 
 
 class KafkaEventSpout(Spout):
@@ -54,6 +57,10 @@ class KafkaEventSpout(Spout):
         self.outstanding: set[str] = set()
         self.max_pending = int(storm_conf.get("topology.max.spout.pending") or 0) or None
         self._last_commit = time.monotonic()
+        self.density = EventDensity()
+        self._logged_size = int(storm_conf.get("forumstats.kafka.batch_size", 2000))
+        self._last_ack = time.monotonic()
+        self._stall_reported = 0.0
 
     def next_tuple(self):
         budget = None
@@ -78,6 +85,61 @@ class KafkaEventSpout(Spout):
             self.emit([self.task_id, "progress", {"lag": self._lag()}], stream="status")
             self._announce_inputs()
             self._announce_liveness()
+            self._check_stall(now)
+
+    def _batches_allowed(self) -> int | None:
+        if self.max_pending is None:
+            return None
+        return self.max_pending // (self.settings.buckets + 1)
+
+    def _size_batches(self) -> None:
+        """A local source cuts larger batches when the stream is too dense for the batches
+        in flight to span a window, and hands out no more than span it twice
+        (forumstats.inflight). Kafka's cuts are fixed by forumstats.kafka.batch_size, so
+        there only a stall is reported (_check_stall)."""
+        resize = getattr(self.source, "resize", None)
+        allowed = self._batches_allowed()
+        per_ms = self.density.per_ms()
+        if resize is None or allowed is None or per_ms is None:
+            return
+        size = max(self.source.batch_size, self._batch_size_needed(allowed))
+        if size > 1.25 * self._logged_size:
+            self._logged_size = size
+            self.logger.info("events are dense (%.0f per second of event time): cutting "
+                             "batches of %d records so that %d in flight span a window",
+                             per_ms * 1000, size, allowed)
+        windows = self.settings.windows
+        resize(size, batches_to_span(per_ms, window_ms=windows.size_ms,
+                                     out_of_orderness_ms=windows.out_of_orderness_ms,
+                                     batch_size=size, at_least=MIN_LOCAL_IN_FLIGHT))
+
+    def _batch_size_needed(self, allowed: int) -> int | None:
+        windows = self.settings.windows
+        return batch_size_needed(self.density.per_ms(), window_ms=windows.size_ms,
+                                 out_of_orderness_ms=windows.out_of_orderness_ms,
+                                 batches_in_flight=allowed)
+
+    def _check_stall(self, now: float) -> None:
+        """Every batch Storm lets us have is out and none was acked for STALL_AFTER_S: say
+        what to change, once a minute, instead of waiting silently."""
+        allowed = self._batches_allowed()
+        if (allowed is None or len(self.outstanding) < allowed * self.settings.buckets
+                or now - self._last_ack < STALL_AFTER_S or now - self._stall_reported < 60):
+            return
+        self._stall_reported = now
+        needed = self._batch_size_needed(allowed)
+        advice = ("" if needed is None else
+                  f" At {self.density.per_ms() * 1000:.0f} events per second of event time, "
+                  f"{allowed} batches span a window + out-of-orderness twice only with "
+                  f"forumstats.kafka.batch_size >= {needed}.")
+        message = (f"no batch acked for {now - self._last_ack:.0f} s with all {allowed} "
+                   f"batches topology.max.spout.pending allows in flight: either the sink is "
+                   f"not writing (see its errors), or the batches in flight span less event "
+                   f"time than a window needs to close, so the counting tasks hold every one "
+                   f"of them. Raise topology.max.spout.pending or forumstats.kafka.batch_size."
+                   f"{advice}")
+        self.logger.error(message)
+        self.emit([self.task_id, "stalled", {"message": message}], stream="status")
 
     def _lag(self) -> int | None:
         """Consumer lag: records between the committed offsets and the partitions' ends."""
@@ -146,6 +208,9 @@ class KafkaEventSpout(Spout):
             received_ms=self.received_ms.setdefault(batch.batch_id, int(time.time() * 1000)))
         if prepared.max_ts is not None:
             self.source.note_event_time(batch.key, prepared.max_ts)
+        if batch.attempt == 0:
+            self.density.add(prepared.accepted, prepared.max_ts)
+            self._size_batches()
         prefix = f"{batch.batch_id}|{batch.attempt}"
         ids = set()
         for bucket in range(self.settings.buckets):
@@ -178,6 +243,7 @@ class KafkaEventSpout(Spout):
 
     def ack(self, tup_id):
         self.outstanding.discard(tup_id)
+        self._last_ack = time.monotonic()
         batch_id = tup_id.split("|", 1)[0]
         ids = self.pending.get(batch_id)
         if ids is None or tup_id not in ids:

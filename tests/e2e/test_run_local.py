@@ -3,10 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pyarrow.dataset as ds
+import pytest
 
+from batch_truth import truth
 from forumstats.cli import main
 from forumstats.generator import generate
 
@@ -103,3 +106,28 @@ def test_console_script_prints_output_and_top_threads(tmp_path):
     proc = subprocess.run(exe, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "top 5 threads" in proc.stdout and str(tmp_path / "o") in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_dense_file_with_few_batches_in_flight_runs_to_the_end_exactly(tmp_path):
+    """1,000 events per second of event time, and max.spout.pending 50 (10 batches): 2,000-
+    record batches in flight would span 20 s, less than the 90 s a window needs to close, so
+    the counting tasks would hold all of them and the run would never end. The spout cuts
+    larger batches instead (forumstats.inflight)."""
+    src = tmp_path / "events.ndjson"
+    src.write_bytes(b"\n".join(generate(120_000, seed=5, events_per_second=1000.0,
+                                        malformed_fraction=0.0)) + b"\n")
+    config = json.loads((Path(__file__).parents[2] / "config.json").read_text())
+    config["envs"]["local"]["options"]["topology.max.spout.pending"] = 50
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert _run("--source", str(src), "--output", str(out),
+                "--config", str(tmp_path / "config.json")) == 0
+    con = duckdb.connect()
+    got = con.execute(f"""
+        SELECT epoch_ms(window_start) AS ws, forum, thread, type, sum(count) AS n
+        FROM read_parquet('{out}/thread_counts/window=1m/**/*.parquet', hive_partitioning=true)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    assert got == truth(con, src)
+    assert not (out / "dead_letters").exists() or not ds.dataset(
+        out / "dead_letters", partitioning="hive").count_rows()

@@ -1,4 +1,5 @@
-"""LocalBatchSource: aligned cuts, identical replays, committable contiguous prefix, NDJSON."""
+"""LocalBatchSource: cuts of batch_size (larger after resize), identical replays, committable
+contiguous prefix, NDJSON."""
 
 from __future__ import annotations
 
@@ -204,3 +205,22 @@ def test_generator_source_is_cut_the_same_way_on_every_run():
         return [(b.batch_id, b.records) for b in poll_all(src)]
     assert cut() == cut()
     assert [bid for bid, _r in cut()][:2] == ["generator:0:0-7", "generator:0:8-15"]
+
+
+def test_resize_cuts_larger_batches_from_where_it_is_and_limits_those_in_flight(tmp_path):
+    src = source_of(ndjson(tmp_path, [f'{{"n": {i}}}' for i in range(40)]), batch_size=4,
+                    max_in_flight=5)
+    first = src.poll()
+    src.resize(10, max_in_flight=2)
+    second = src.poll()
+    assert src.poll() == []  # two in flight: the new limit
+    src.ack(first[0].batch_id)
+    third = src.poll()
+    src.resize(3, max_in_flight=50)  # never smaller batches, never above the start's limit
+    assert src.batch_size == 10
+    rest = []
+    while batch := src.poll():
+        rest += batch
+    cuts = [(b.first_offset, b.last_offset) for b in first + second + third + rest]
+    assert cuts == [(0, 3), (4, 13), (14, 23), (24, 33), (34, 39)]
+    assert src.in_flight == 4  # the limit is back to the 5 set at the start
