@@ -26,7 +26,9 @@ BATCH_FIELDS = ["bucket", "source", "first", "last", "max_ts", "rows", "users", 
 DEAD_FIELDS = ["source", "first", "last", "origin", "records"]
 COMMIT_EVERY_S = 1.0
 MIN_LOCAL_IN_FLIGHT = 64  # batches a local source keeps in flight however sparse the stream
-STALL_AFTER_S = 30.0  # all batches in flight and none acked for this long: say why
+# All batches in flight and none acked for window + out-of-orderness + flush interval + this:
+# say why. On a live tail a healthy topology at its cap acks at least once a window.
+STALL_MARGIN_S = 30.0
 
 
 class KafkaEventSpout(Spout):
@@ -61,6 +63,9 @@ class KafkaEventSpout(Spout):
         self._logged_size = int(storm_conf.get("forumstats.kafka.batch_size", 2000))
         self._last_ack = time.monotonic()
         self._stall_reported = 0.0
+        windows = self.settings.windows
+        self.stall_after_s = STALL_MARGIN_S + (windows.size_ms + windows.out_of_orderness_ms
+                                               + self.settings.flush_interval_ms) / 1000
 
     def next_tuple(self):
         budget = None
@@ -120,11 +125,11 @@ class KafkaEventSpout(Spout):
                                  batches_in_flight=allowed)
 
     def _check_stall(self, now: float) -> None:
-        """Every batch Storm lets us have is out and none was acked for STALL_AFTER_S: say
+        """Every batch Storm lets us have is out and none was acked for stall_after_s: say
         what to change, once a minute, instead of waiting silently."""
         allowed = self._batches_allowed()
         if (allowed is None or len(self.outstanding) < allowed * self.settings.buckets
-                or now - self._last_ack < STALL_AFTER_S or now - self._stall_reported < 60):
+                or now - self._last_ack < self.stall_after_s or now - self._stall_reported < 60):
             return
         self._stall_reported = now
         needed = self._batch_size_needed(allowed)

@@ -98,9 +98,10 @@ def test_a_sparse_stream_keeps_the_configured_batch_size(tmp_path):
 def test_a_spout_with_every_batch_held_says_what_to_change(tmp_path, monkeypatch):
     from spouts import kafka_events
 
-    monkeypatch.setattr(kafka_events, "STALL_AFTER_S", 0.0)
     monkeypatch.setattr(kafka_events, "COMMIT_EVERY_S", 0.0)
     spout, sent = _spout(tmp_path, events_per_second=50, pending=50)
+    assert spout.stall_after_s == 30 + 60 + 30 + 5  # margin + window + ooo + flush (default)
+    spout.stall_after_s = 0.0
     for _ in range(30):
         spout.next_tuple()
     stalls = [m["tuple"][2]["message"] for m in sent
