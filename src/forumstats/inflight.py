@@ -47,14 +47,19 @@ class EventDensity:
         return self.events / (self.high - self.low)
 
 
+def _records_to_span(per_ms: float, window_ms: int, out_of_orderness_ms: int) -> float:
+    """Records that span SAFETY times the event time a window needs before it is written."""
+    return per_ms * SAFETY * (window_ms + out_of_orderness_ms)
+
+
 def batch_size_needed(per_ms: float | None, *, window_ms: int, out_of_orderness_ms: int,
                       batches_in_flight: int) -> int | None:
     """Records per batch so that ``batches_in_flight`` batches span SAFETY times the event
     time a window needs before it can be written; None while the density is unknown."""
     if per_ms is None or batches_in_flight <= 0:
         return None
-    span_ms = SAFETY * (window_ms + out_of_orderness_ms)
-    return math.ceil(per_ms * span_ms / batches_in_flight)
+    return math.ceil(_records_to_span(per_ms, window_ms, out_of_orderness_ms)
+                     / batches_in_flight)
 
 
 def batches_to_span(per_ms: float | None, *, window_ms: int, out_of_orderness_ms: int,
@@ -64,5 +69,5 @@ def batches_to_span(per_ms: float | None, *, window_ms: int, out_of_orderness_ms
     all until windows close; None while the density is unknown."""
     if per_ms is None:
         return None
-    span_ms = SAFETY * (window_ms + out_of_orderness_ms)
-    return max(at_least, math.ceil(per_ms * span_ms / batch_size))
+    return max(at_least, math.ceil(_records_to_span(per_ms, window_ms, out_of_orderness_ms)
+                                   / batch_size))

@@ -60,7 +60,7 @@ class KafkaEventSpout(Spout):
         self.max_pending = int(storm_conf.get("topology.max.spout.pending") or 0) or None
         self._last_commit = time.monotonic()
         self.density = EventDensity()
-        self._logged_size = int(storm_conf.get("forumstats.kafka.batch_size", 2000))
+        self._logged_size = getattr(self.source, "batch_size", 0)  # local sources only
         self._last_ack = time.monotonic()
         self._stall_reported = 0.0
         windows = self.settings.windows

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kafka_groups
 from batch_truth import truth
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -260,14 +261,7 @@ def verify_exact(seaweed, bucket: str, prefix: str, produced: Produced, tmp: Pat
 
 
 def committed(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
-    finally:
-        consumer.close()
+    return kafka_groups.committed(bootstrap, topic, group, PARTITIONS)
 
 
 def committed_total(bootstrap: str, topic: str, group: str) -> int:

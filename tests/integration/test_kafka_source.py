@@ -13,6 +13,7 @@ from kafka.structs import OffsetAndMetadata
 
 from forumstats import devservices
 from forumstats.kafka_source import KafkaBatchSource, settings_for_tests
+from kafka_groups import committed
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +61,6 @@ def drain(*sources, until, timeout=25.0, max_records=500, ack=False):
 
 def records_of(batches):
     return sum(len(b.records) for b in batches)
-
-
-def committed(bootstrap, group, topic, partitions):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        consumer.close()
 
 
 def spans(batches):
@@ -123,7 +115,7 @@ def test_consume_all_ack_commit_and_a_new_consumer_starts_at_the_end(tansu):
         assert src.commit()
         assert src.reached(snapshot)
         assert src.lag() == 0
-    assert committed(tansu.bootstrap, group, topic, 4) == {p: 500 for p in range(4)}
+    assert committed(tansu.bootstrap, topic, group, 4) == {p: 500 for p in range(4)}
     with source(tansu.bootstrap, topic, group) as again:
         drain(again, until=lambda _: len(again.assignment()) == 4 and again.caught_up())
         info = again.watermark_info()
@@ -149,7 +141,7 @@ def test_failed_batch_is_replayed_after_backoff_identically_and_blocks_the_commi
             assert src.ack(b.batch_id)
         assert src.commit()
         # un-acked 32..63 blocks 64..99 of partition 1 although those are acked
-        assert committed(tansu.bootstrap, group, topic, 2) == {0: 100, 1: 32}
+        assert committed(tansu.bootstrap, topic, group, 2) == {0: 100, 1: 32}
         t_end = time.monotonic() + 1.0
         while time.monotonic() < t_end:  # backoff not over: nothing comes back
             assert src.poll(timeout_ms=50) == []
@@ -170,7 +162,7 @@ def test_failed_batch_is_replayed_after_backoff_identically_and_blocks_the_commi
         assert not src.ack(third.batch_id)  # a second ack of the same batch is ignored
         assert src.commit()
         assert src.poll(timeout_ms=100) == []  # the window after it is not handed out again
-    assert committed(tansu.bootstrap, group, topic, 2) == {0: 100, 1: 100}
+    assert committed(tansu.bootstrap, topic, group, 2) == {0: 100, 1: 100}
 
 
 def test_restart_reproduces_tail_cuts_even_with_another_batch_size(tansu):
@@ -257,7 +249,7 @@ def test_rebalance_forgets_revoked_batches_and_ignores_their_acks(tansu):
                 expected = (topic, batch.partition) not in moved
                 assert a.ack(batch.batch_id) is expected
             assert a.commit()
-            result = committed(tansu.bootstrap, group, topic, 4)
+            result = committed(tansu.bootstrap, topic, group, 4)
             for p in range(4):
                 if (topic, p) in moved:
                     assert result[p] in (None, 0), "a revoked batch was committed"
@@ -377,7 +369,7 @@ def test_broker_restart_is_survived(seaweed, tmp_path, caplog):
             assert "reachable again" in caplog.text
             seen = sorted((b.partition, off) for b in first + later for off, _, _ in b.records)
             assert set(seen) == {(p, i) for p in range(2) for i in range(100)}
-        assert committed(broker.bootstrap, group, topic, 2) == {0: 100, 1: 100}
+        assert committed(broker.bootstrap, topic, group, 2) == {0: 100, 1: 100}
 
 
 def test_two_consumers_polled_in_turn_from_one_thread_settle_without_endless_rejoins(
