@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from sys import intern
 
 import orjson
 from streamparse import Bolt
@@ -47,7 +48,9 @@ class LatestSnapshotBolt(Bolt):
         was_ended = self.view.watermark >= END_OF_INPUT
         if tup.stream == "windows":
             if payload["size"] == self.settings.windows.size_ms:
-                counts = {(f, t, k): n for f, t, k, n in payload["rows"]}
+                # Interned: the rolling views keep a thread's key for 25 hours of windows;
+                # one string per thread, not one per window it appears in.
+                counts = {(intern(f), intern(t), intern(k)): n for f, t, k, n in payload["rows"]}
                 result = WindowResult(payload["size"], payload["start"], payload["revision"],
                                       True, counts)
                 users = payload.get("users") or {}

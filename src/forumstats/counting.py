@@ -97,6 +97,10 @@ class _Packed:
         return pickle.loads(self._data)
 
 
+def _unpack(value):
+    return value.unpack() if type(value) is _Packed else value
+
+
 def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -142,14 +146,15 @@ class BucketCounter:
         self._folded: dict[int, dict[str, set[Range]]] = {}
         self._waiting: dict[int, list[str]] = {}
         self._remaining: dict[str, int] = {}
-        # Last emitted content per window, packed (see _Packed): kept only to write a window
-        # again for a replay, so it is rarely read but may be held for minutes of wall clock.
-        self._emitted: dict[int, _Packed] = {}
+        # Last emitted content per window: kept to write a window again for a replay. Packed
+        # (see _Packed) once the window is past its allowed lateness: from then on it is
+        # rarely read but may be held for minutes of wall clock.
+        self._emitted: dict[int, WindowResult | _Packed] = {}
         self._rewrite: set[int] = set()
         self._ended: set[str] = set()  # sources that sent END_OF_INPUT
         self.retain_ms = retain_ms
         self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
-        self._distinct: dict[int, _Packed] = {}  # latest distinct users per window, packed
+        self._distinct: dict[int, DistinctResult | _Packed] = {}  # latest per window, as above
         self._chains: dict[str, SourceChain] = {}
 
     def _idle(self, source: str, floor: int, end: int, now_ms: int) -> None:
@@ -242,20 +247,18 @@ class BucketCounter:
         written once however many late batches it got in between)."""
         results = self.engine.advance(now_ms, restate)
         fresh = {d.start_ms: d for d in self.engine.drain_distinct()}
-        for start, distinct in fresh.items():
-            self._distinct[start] = _Packed(distinct)
+        self._distinct.update(fresh)
         watermark = self.engine.watermark
         emissions = []
         for result in results:
             start = result.start_ms
-            self._emitted[start] = _Packed(result)
+            self._emitted[start] = result
             self._rewrite.discard(start)
-            distinct = fresh[start] if start in fresh else self._unpack_distinct(start)
-            emissions.append(self._emission(result, watermark, distinct))
+            emissions.append(self._emission(result, watermark, _unpack(self._distinct.get(start))))
         if restate:
             for start in sorted(self._rewrite):
-                emissions.append(self._emission(self._emitted[start].unpack(), watermark,
-                                                self._unpack_distinct(start)))
+                emissions.append(self._emission(_unpack(self._emitted[start]), watermark,
+                                                _unpack(self._distinct.get(start))))
             self._rewrite.clear()
         acks = []
         for emission in emissions:
@@ -282,12 +285,8 @@ class BucketCounter:
                  in written.sketches.items()}, cutoff=start - 1)
         self._folded[start] = {src: {tuple(r) for r in spans}
                                for src, spans in written.offsets.items()}
-        self._emitted[start] = _Packed(WindowResult(self.size_ms, start, written.revision,
-                                                    True, dict(written.counts)))
-
-    def _unpack_distinct(self, start: int) -> DistinctResult | None:
-        packed = self._distinct.get(start)
-        return None if packed is None else packed.unpack()
+        self._emitted[start] = WindowResult(self.size_ms, start, written.revision, True,
+                                            dict(written.counts))
 
     def _emission(self, result: WindowResult, watermark: int,
                   distinct: DistinctResult | None) -> Emission:
@@ -306,6 +305,10 @@ class BucketCounter:
             self._touched.pop(start, None)
             self._distinct.pop(start, None)
         self._checked = {s for s in self._checked if s + self.size_ms + self.lateness > watermark}
+        for retained in (self._emitted, self._distinct):
+            for start, value in retained.items():
+                if type(value) is not _Packed and start + self.size_ms + self.lateness <= watermark:
+                    retained[start] = _Packed(value)
 
     def held_tuples(self) -> int:
         return len(self._remaining)

@@ -147,7 +147,8 @@ class LatestView:
             for final, minutes in ((True, b.final_minutes), (False, b.partial_minutes)):
                 for minute, forums in minutes.items():
                     if minute >= start:
-                        rows += [{"minute": iso(minute), "forum": f, "type": k, "count": n,
+                        label = iso(minute)
+                        rows += [{"minute": label, "forum": f, "type": k, "count": n,
                                   "final": final} for (f, k), n in forums.items()]
         rows.sort(key=lambda r: (r["minute"], r["forum"], r["type"]))
         return {"start": iso(start), "end": iso(end), "window": duration_label(self.size_ms),
@@ -157,15 +158,14 @@ class LatestView:
         out = {}
         for period in PERIODS_MS:
             forums: dict[str, int] = {}
-            threads: dict[tuple[str, str, str], int] = {}
             covered = []
             for b in self._buckets.values():
-                snap = b.rolling.totals(period)
-                covered.append((snap.start_ms, snap.end_ms))
-                for forum, n in snap.forum_totals().items():
+                covered.append(b.rolling.covered(period))
+                for (forum, _kind), n in b.rolling.forum_counts(period).items():
                     forums[forum] = forums.get(forum, 0) + n
-                threads.update(snap.threads)
-            top = [row._asdict() for row in _overall_top(threads, TOP_THREADS_PER_PERIOD)]
+            # Live views, not copies: at 1M threads a copy per bucket per flush is ~100 MB.
+            views = [b.rolling.thread_counts(period) for b in self._buckets.values()]
+            top = [row._asdict() for row in _overall_top(views, TOP_THREADS_PER_PERIOD)]
             starts = [s for s, _ in covered if s is not None]
             ends = [e for _, e in covered if e is not None]
             out[duration_label(period)] = {
@@ -216,11 +216,14 @@ class LatestView:
                 "snapshot_grace_seconds": grace_ms // 1000}
 
 
-def _overall_top(threads: Mapping[tuple[str, str, str], int], n: int):
+def _overall_top(views: Iterable[Mapping[tuple[str, str, str], int]], n: int):
+    """The n busiest threads over buckets covering disjoint forums (all types summed)."""
     from .trending import TrendingThread
 
     per_thread: dict[tuple[str, str], int] = {}
-    for (forum, thread, _kind), count in threads.items():
-        per_thread[(forum, thread)] = per_thread.get((forum, thread), 0) + count
+    get = per_thread.get
+    for threads in views:
+        for (forum, thread, _kind), count in threads.items():
+            per_thread[(forum, thread)] = get((forum, thread), 0) + count
     best = heapq.nsmallest(n, per_thread.items(), key=lambda kv: (-kv[1], kv[0]))
     return [TrendingThread(f, t, c, rank) for rank, ((f, t), c) in enumerate(best, start=1)]
