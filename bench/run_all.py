@@ -82,10 +82,18 @@ def markdown_table(rows: list[dict]) -> str:
 
 def update_doc(rows: list[dict], meta: dict) -> None:
     m = meta["machine"]
+    runs: dict[tuple, list[str]] = {}  # (date, command, seconds) -> benchmarks it measured
+    for r in rows:
+        run = r.get("run") or meta
+        names = runs.setdefault((run["date"], run["command"], run["seconds"]), [])
+        if r["bench"] not in names:
+            names.append(r["bench"])
+    lines = "\n".join(f"- {', '.join(names)}: run {date} with `{command}` ({seconds:.0f} s)"
+                      for (date, command, seconds), names in runs.items())
     block = (f"{BEGIN}\n"
-             f"Run {meta['date']} with `{meta['command']}` on {m['cpu']}, {m['cores']} cores, "
-             f"{m['memory_gib']} GiB, {m['platform']}, Python {m['python']}"
-             f"{' (--quick sizes)' if meta['quick'] else ''}; {meta['seconds']:.0f} s in all.\n\n"
+             f"On {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
+             f"Python {m['python']}{' (--quick sizes)' if meta['quick'] else ''}. "
+             f"Rows by run:\n\n{lines}\n\n"
              f"{markdown_table(rows)}\n{END}")
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN in text and END in text:
@@ -134,12 +142,14 @@ def main() -> None:
             if set(wanted) == set(ORDER) and not sizes else " ".join(sys.argv),
             "quick": args.quick, "sizes": sizes, "machine": bench_file.machine(),
             "seconds": time.monotonic() - started, "errors": errors}
+    run = {k: meta[k] for k in ("date", "command", "seconds")}
+    for r in rows:
+        r["run"] = run  # each row names the run that measured it (merges keep older rows)
     if args.merge and RESULTS.exists():
         old = json.loads(RESULTS.read_text())
-        kept = [r for r in old["results"] if r.get("bench") not in wanted]
+        older = {k: old["meta"][k] for k in ("date", "command", "seconds")}
+        kept = [{"run": older, **r} for r in old["results"] if r.get("bench") not in wanted]
         rows = sorted(kept + rows, key=lambda r: ORDER.index(r.get("bench", "core")))
-        meta["command"] = f"{old['meta']['command']}; then {meta['command']}"
-        meta["seconds"] += old["meta"]["seconds"]
     bench_file.print_rows(rows)
     RESULTS.write_text(json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
     if not args.no_doc:

@@ -37,22 +37,25 @@ def sample_resources() -> Path:
     return SAMPLE_RESOURCES
 
 
+def _drivers(tmp_path, driver, kind: str):
+    """A starter for ``driver`` processes run from the sample resources dir, each with its
+    own work dir under ``tmp_path`` (pid dir and stderr log stay there for diagnosis), and
+    the list of those started, to close at teardown."""
+    started = []
+
+    def start(script: str, **kwargs):
+        kwargs.setdefault("cwd", SAMPLE_RESOURCES)
+        kwargs.setdefault("workdir", tmp_path / f"{kind}{len(started)}")
+        started.append(driver(STREAMPARSE_RUN, script, **kwargs))
+        return started[-1]
+
+    return start, started
+
+
 @pytest.fixture
 def run_bolt(tmp_path):
-    """``run_bolt("sample_bolts.echo.EchoBolt", **kwargs)`` -> a started ShellBolt.
-
-    Runs from the sample resources dir with a per-bolt work dir under ``tmp_path`` (pid
-    dir and stderr log stay there for diagnosis) and is closed at teardown.
-    """
-    started: list[ShellBolt] = []
-
-    def start(script: str, **kwargs) -> ShellBolt:
-        kwargs.setdefault("cwd", SAMPLE_RESOURCES)
-        kwargs.setdefault("workdir", tmp_path / f"bolt{len(started)}")
-        bolt = ShellBolt(STREAMPARSE_RUN, script, **kwargs)
-        started.append(bolt)
-        return bolt
-
+    """``run_bolt("sample_bolts.echo.EchoBolt", **kwargs)`` -> a started ShellBolt."""
+    start, started = _drivers(tmp_path, ShellBolt, "bolt")
     yield start
     for bolt in started:
         bolt.close()
@@ -61,15 +64,7 @@ def run_bolt(tmp_path):
 @pytest.fixture
 def run_spout(tmp_path):
     """``run_spout("sample_spouts.counter.CounterSpout", **kwargs)`` -> a started ShellSpout."""
-    started: list[ShellSpout] = []
-
-    def start(script: str, **kwargs) -> ShellSpout:
-        kwargs.setdefault("cwd", SAMPLE_RESOURCES)
-        kwargs.setdefault("workdir", tmp_path / f"spout{len(started)}")
-        spout = ShellSpout(STREAMPARSE_RUN, script, **kwargs)
-        started.append(spout)
-        return spout
-
+    start, started = _drivers(tmp_path, ShellSpout, "spout")
     yield start
     for spout in started:
         spout.close()

@@ -346,9 +346,10 @@ def test_listings_older_than_a_day_before_the_watermark_are_dropped_and_relisted
     counting = CountingLists(store)
     b = Bucket(counting)
     b.write(D0 + 5 * MIN, {("a", "1", "vote"): 1}, watermark=D0 + 2 * HOUR)
-    assert b.rollups._listed  # hour 0 of each dataset is cached
+    cached = counting.lists
+    written(b.rollups, MIN, D0 + 5 * MIN)  # hour 0's listing is still held: no LIST
+    assert counting.lists == cached
     b.write(D0 + 3 * DAY, {("a", "1", "vote"): 1}, watermark=D0 + 3 * DAY + 2 * HOUR)
-    assert all(hour >= D0 + 2 * DAY for hour, _keys in b.rollups._listed.values())
     before = counting.lists
     written(b.rollups, MIN, D0 + 5 * MIN)  # a (very late) restatement of hour 0: listed again
     assert counting.lists > before
