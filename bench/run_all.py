@@ -26,6 +26,7 @@ import bench_file  # noqa: E402
 ROOT = HERE.parent
 RESULTS = HERE / "results.json"
 DOC = ROOT / "BENCHMARKS.md"
+README = ROOT / "README.md"
 BEGIN, END = "<!-- BENCH-RESULTS:BEGIN -->", "<!-- BENCH-RESULTS:END -->"
 ORDER = ("core", "file", "kafka", "multilang", "freshness", "memory")
 
@@ -96,12 +97,15 @@ def update_doc(rows: list[dict], meta: dict) -> None:
              f"Rows by run:\n\n{lines}\n\n"
              f"{markdown_table(rows)}\n{END}")
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
-                      flags=re.S)
-    else:
-        text += "\n" + block + "\n"
-    DOC.write_text(text)
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    DOC.write_text(_replace_block(text, block))
+    if README.exists() and BEGIN in (readme := README.read_text()):
+        README.write_text(_replace_block(readme, block))  # the README shows the same table
+
+
+def _replace_block(text: str, block: str) -> str:
+    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
 
 
 def main() -> None:
