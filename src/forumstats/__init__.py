@@ -24,6 +24,8 @@ CORE_MODULES = (
     "forumstats.distinct",
     "forumstats.batching",
     "forumstats.counting",
+    "forumstats.packing",
+    "forumstats.inflight",
     "forumstats.latest",
     "forumstats.offsets",
     "forumstats.pacing",

@@ -23,13 +23,12 @@ Each input is a batch's partial counts for one key bucket, identified by its sou
 
 from __future__ import annotations
 
-import pickle
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from .distinct import DistinctResult
 from .engine import WindowEngine, WindowResult
+from .packing import Packed, unpack
 from .settings import WindowSettings
 from .watermarks import POS_INF
 
@@ -84,25 +83,6 @@ class SourceChain:
                 best = _max(best, max_ts)
 
 
-class _Packed:
-    """A retained window's content, pickled and compressed: a count row costs ~9 bytes and a
-    thread's distinct users ~20, instead of a dict entry, a key tuple and its strings (~200;
-    BENCHMARKS.md, memory). Packed once per window, when it leaves the allowed lateness, so
-    zlib's ~1-2 ms per window is paid once. In-process only, never stored."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, value: object) -> None:
-        self._data = zlib.compress(pickle.dumps(value, protocol=5), 1)
-
-    def unpack(self):
-        return pickle.loads(zlib.decompress(self._data))
-
-
-def _unpack(value):
-    return value.unpack() if type(value) is _Packed else value
-
-
 def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
@@ -149,14 +129,14 @@ class BucketCounter:
         self._waiting: dict[int, list[str]] = {}
         self._remaining: dict[str, int] = {}
         # Last emitted content per window: kept to write a window again for a replay. Packed
-        # (see _Packed) once the window is past its allowed lateness: from then on it is
-        # rarely read but may be held for minutes of wall clock.
-        self._emitted: dict[int, WindowResult | _Packed] = {}
+        # (forumstats.packing) once the window is past its allowed lateness: from then on it
+        # is rarely read but may be held for minutes of wall clock.
+        self._emitted: dict[int, WindowResult | Packed] = {}
         self._rewrite: set[int] = set()
         self._ended: set[str] = set()  # sources that sent END_OF_INPUT
         self.retain_ms = retain_ms
         self._touched: dict[int, int] = {}  # window start -> now_ms an input last touched it
-        self._distinct: dict[int, DistinctResult | _Packed] = {}  # latest per window, as above
+        self._distinct: dict[int, DistinctResult | Packed] = {}  # latest per window, as above
         self._chains: dict[str, SourceChain] = {}
 
     def _idle(self, source: str, floor: int, end: int, now_ms: int) -> None:
@@ -256,11 +236,11 @@ class BucketCounter:
             start = result.start_ms
             self._emitted[start] = result
             self._rewrite.discard(start)
-            emissions.append(self._emission(result, watermark, _unpack(self._distinct.get(start))))
+            emissions.append(self._emission(result, watermark, unpack(self._distinct.get(start))))
         if restate:
             for start in sorted(self._rewrite):
-                emissions.append(self._emission(_unpack(self._emitted[start]), watermark,
-                                                _unpack(self._distinct.get(start))))
+                emissions.append(self._emission(unpack(self._emitted[start]), watermark,
+                                                unpack(self._distinct.get(start))))
             self._rewrite.clear()
         acks = []
         for emission in emissions:
@@ -309,8 +289,8 @@ class BucketCounter:
         self._checked = {s for s in self._checked if s + self.size_ms + self.lateness > watermark}
         for retained in (self._emitted, self._distinct):
             for start, value in retained.items():
-                if type(value) is not _Packed and start + self.size_ms + self.lateness <= watermark:
-                    retained[start] = _Packed(value)
+                if type(value) is not Packed and start + self.size_ms + self.lateness <= watermark:
+                    retained[start] = Packed(value)
 
     def held_tuples(self) -> int:
         return len(self._remaining)

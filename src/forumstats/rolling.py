@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .packing import Packed, unpack
 from .watermarks import NEG_INF, POS_INF
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,9 +109,12 @@ class RollingTotals:
         self._fine_keep = (max(fine_periods + [coarse_bucket_ms]) + allowed_lateness_ms
                            + bucket_ms)
         self._coarse_keep = max(coarse_periods, default=0) + coarse_bucket_ms
-        # buckets by start: per (forum, thread, type), and the same summed per (forum, type)
+        # buckets by start: per (forum, thread, type), and the same summed per (forum, type).
+        # A coarse bucket older than the fine retention is Packed (forumstats.packing): at 1M
+        # threads the hourly buckets of a day are most of the state, and each is read once
+        # more, when it leaves the 24-hour period.
         self._fine: dict[int, dict[CountKey, int]] = {}
-        self._coarse: dict[int, dict[CountKey, int]] = {}
+        self._coarse: dict[int, dict[CountKey, int] | Packed] = {}
         self._fine_forums: dict[int, dict[ForumKey, int]] = {}
         self._coarse_forums: dict[int, dict[ForumKey, int]] = {}
         self._seen: dict[int, tuple[int, bool]] = {}  # update(): (revision, final) applied
@@ -136,7 +140,7 @@ class RollingTotals:
         else:
             _merge(self._fine.setdefault(start_ms, {}), delta, cancels)
         _merge(self._fine_forums.setdefault(start_ms, {}), forum_delta, cancels)
-        _merge(self._coarse.setdefault(coarse, {}), delta, cancels)
+        _merge(self._coarse_bucket(coarse), delta, cancels)
         _merge(self._coarse_forums.setdefault(coarse, {}), forum_delta, cancels)
         end = start_ms + self.bucket_ms
         if self._max_end is None or end > self._max_end:
@@ -192,7 +196,7 @@ class RollingTotals:
                 store = self._fine if fine else self._coarse
                 forums = self._fine_forums if fine else self._coarse_forums
                 for start in _between(store, period.start, new_start):
-                    self._apply(period, store[start], forums[start], -1)
+                    self._apply(period, unpack(store[start]), forums[start], -1)
                 for start in _between(self._fine, old, end):
                     self._apply(period, self._fine[start], self._fine_forums[start], 1)
             period.start = new_start
@@ -230,7 +234,7 @@ class RollingTotals:
     def state_size(self) -> int:
         """Counters held: bucket entries plus running-total entries."""
         return (sum(len(b) for b in self._fine.values())
-                + sum(len(b) for b in self._coarse.values())
+                + sum(len(b) if type(b) is dict else b.length for b in self._coarse.values())
                 + sum(len(b) for b in self._fine_forums.values())
                 + sum(len(b) for b in self._coarse_forums.values())
                 + sum(len(p.threads) + len(p.forums) for p in self.periods.values()))
@@ -248,7 +252,7 @@ class RollingTotals:
         if period.grain_ms != self.bucket_ms:
             fine_from = end - end % self.coarse_ms
             for c in _between(self._coarse, start, fine_from):
-                self._apply(period, self._coarse[c], self._coarse_forums[c], 1)
+                self._apply(period, unpack(self._coarse[c]), self._coarse_forums[c], 1)
         for s in _between(self._fine, fine_from, end):
             self._apply(period, self._fine[s], self._fine_forums[s], 1)
 
@@ -271,6 +275,18 @@ class RollingTotals:
         for start in [c for c in self._coarse if c + self.coarse_ms <= end - self._coarse_keep]:
             del self._coarse[start]
             del self._coarse_forums[start]
+        for start, bucket in self._coarse.items():
+            if type(bucket) is dict and start + self.coarse_ms <= end - self._fine_keep:
+                self._coarse[start] = Packed(bucket)
+
+    def _coarse_bucket(self, start: int) -> dict[CountKey, int]:
+        """The coarse bucket at ``start`` to add to (unpacked again if it was packed)."""
+        bucket = self._coarse.get(start)
+        if bucket is None:
+            bucket = self._coarse[start] = {}
+        elif type(bucket) is Packed:
+            bucket = self._coarse[start] = bucket.unpack()
+        return bucket
 
 
 def _between(store: Mapping[int, object], low: int, high: int) -> list[int]:
