@@ -134,6 +134,8 @@ def run(quick: bool = False, seconds: float | None = None, rate: float = 200.0) 
                     end = final
                     while end not in seen_at and end > started_ms - 10 * size:
                         seen_at[end] = now
+                        # The manifest has one final_through_at: when several windows became
+                        # final in one manifest, only the newest one's close time is known.
                         if end == final and closed is not None:
                             closed_at[end] = closed
                         end -= size
@@ -167,7 +169,9 @@ def run(quick: bool = False, seconds: float | None = None, rate: float = 200.0) 
          "details": {"latencies_s": lat, "closes": len(lat), "rate": rate, "seconds": seconds,
                      "flush_interval_s": flush_ms / 1000, "out_of_orderness_s": ooo / 1000,
                      "manifest_intervals_s": cadence, "max_s": max(lat) if lat else None,
-                     "event_time_to_visible_s": e2e}},
+                     "event_time_to_visible_s": e2e,
+                     "final_without_close_time": sum(1 for e in seen_at
+                                                     if e not in closed_at and e not in early)}},
         {"id": "freshness_p50", "figure": "freshness p50, s", "value": p50,
          "baseline_name": "measured manifest cadence s", "baseline": flush_measured,
          "ratio": ratio(p50), "target": "info", "pass": None},
