@@ -86,15 +86,16 @@ def update_doc(rows: list[dict], meta: dict) -> None:
     runs: dict[tuple, list[str]] = {}  # (date, command, seconds) -> benchmarks it measured
     for r in rows:
         run = r.get("run") or meta
-        names = runs.setdefault((run["date"], run["command"], run["seconds"]), [])
-        if r["bench"] not in names:
-            names.append(r["bench"])
-    lines = "\n".join(f"- {', '.join(names)}: run {date} with `{command}` ({seconds:.0f} s)"
-                      for (date, command, seconds), names in runs.items())
+        key = (run["date"], run["command"], run["seconds"], run.get("quick", False))
+        names = runs.setdefault(key, [])
+        if r.get("bench", "core") not in names:
+            names.append(r.get("bench", "core"))
+    lines = "\n".join(f"- {', '.join(names)}: run {date} with `{command}` ({seconds:.0f} s"
+                      f"{', --quick sizes' if quick else ''})"
+                      for (date, command, seconds, quick), names in runs.items())
     block = (f"{BEGIN}\n"
              f"On {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
-             f"Python {m['python']}{' (--quick sizes)' if meta['quick'] else ''}. "
-             f"Rows by run:\n\n{lines}\n\n"
+             f"Python {m['python']}. Rows by run:\n\n{lines}\n\n"
              f"{markdown_table(rows)}\n{END}")
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
@@ -146,12 +147,12 @@ def main() -> None:
             if set(wanted) == set(ORDER) and not sizes else " ".join(sys.argv),
             "quick": args.quick, "sizes": sizes, "machine": bench_file.machine(),
             "seconds": time.monotonic() - started, "errors": errors}
-    run = {k: meta[k] for k in ("date", "command", "seconds")}
+    run = {k: meta[k] for k in ("date", "command", "seconds", "quick")}
     for r in rows:
         r["run"] = run  # each row names the run that measured it (merges keep older rows)
     if args.merge and RESULTS.exists():
         old = json.loads(RESULTS.read_text())
-        older = {k: old["meta"][k] for k in ("date", "command", "seconds")}
+        older = {k: old["meta"].get(k) for k in ("date", "command", "seconds", "quick")}
         kept = [{"run": older, **r} for r in old["results"] if r.get("bench") not in wanted]
         rows = sorted(kept + rows, key=lambda r: ORDER.index(r.get("bench", "core")))
     bench_file.print_rows(rows)

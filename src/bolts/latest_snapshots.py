@@ -9,8 +9,9 @@ part of the exactness guarantee, so inputs are acked at once.
 from __future__ import annotations
 
 import base64
+import sys
+import sysconfig
 import time
-from sys import intern
 
 import orjson
 from streamparse import Bolt
@@ -24,6 +25,12 @@ from forumstats.settings import Settings
 from forumstats.sink import put_all
 from forumstats.stdio_guard import protect_protocol_stream
 from forumstats.stores import open_store
+
+# sys.intern'd strings are immortal on early CPython 3.12 releases (fixed in a 3.12 patch
+# release; all of 3.12 is skipped to be safe) and on free-threaded builds: there a topology
+# running for months would keep every thread id it ever saw.
+_share = (str if sys.version_info[:2] == (3, 12) or sysconfig.get_config_var("Py_GIL_DISABLED")
+          else sys.intern)
 
 
 class LatestSnapshotBolt(Bolt):
@@ -48,9 +55,9 @@ class LatestSnapshotBolt(Bolt):
         was_ended = self.view.watermark >= END_OF_INPUT
         if tup.stream == "windows":
             if payload["size"] == self.settings.windows.size_ms:
-                # Interned: the rolling views keep a thread's key for 25 hours of windows;
-                # one string per thread, not one per window it appears in.
-                counts = {(intern(f), intern(t), intern(k)): n for f, t, k, n in payload["rows"]}
+                # Shared strings: the rolling views keep a thread's key for 25 hours of
+                # windows; one copy of each id, not one per window row that brought it.
+                counts = {(_share(f), _share(t), _share(k)): n for f, t, k, n in payload["rows"]}
                 result = WindowResult(payload["size"], payload["start"], payload["revision"],
                                       True, counts)
                 users = payload.get("users") or {}

@@ -130,7 +130,8 @@ class BucketCounter:
         self._remaining: dict[str, int] = {}
         # Last emitted content per window: kept to write a window again for a replay. Packed
         # (forumstats.packing) once the window is past its allowed lateness: from then on it
-        # is rarely read but may be held for minutes of wall clock.
+        # is rarely read but may be held for minutes of wall clock. (Not once every input
+        # ended: the run is over, packing would only cost time.)
         self._emitted: dict[int, WindowResult | Packed] = {}
         self._rewrite: set[int] = set()
         self._ended: set[str] = set()  # sources that sent END_OF_INPUT

@@ -1,9 +1,11 @@
-"""LatestView's rolling and trending documents against a brute-force oracle.
+"""LatestView's rolling documents against a brute-force oracle.
 
-Random events over up to 30 hours, counted into final one-minute windows per key bucket
-(buckets hold disjoint forums, as the topology's fields grouping makes them), fed to the view
-in random order; every period's total, per-forum totals and overall top threads must equal a
-plain group-by of the events inside the range that period says it covers.
+Random events over up to 30 hours, counted into one-minute windows per key bucket (buckets
+hold disjoint forums, as the topology's fields grouping makes them), delivered in time order
+with the watermark rising behind them, some first as a partial revision restated one step
+later, as late events make the counting tasks do. At random points, and after every input
+ended, every period's total, per-forum totals and overall top threads must equal a plain
+group-by of the windows delivered so far, inside the range that period says it covers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MINUTE = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 FORUMS = ["f0", "f1", "f2", "f3", "f4"]
 TYPES = ["comment", "vote", "pageview"]
+LATENESS = Settings().windows.allowed_lateness_ms
 
 
 def _ms(label: str) -> int:
@@ -38,37 +41,75 @@ def runs(draw):
     events = [(T0 + rnd.randrange(hours * 60) * MINUTE, rnd.choice(FORUMS),
                f"t{rnd.randrange(threads)}", rnd.choice(TYPES))
               for _ in range(draw(st.integers(1, 400)))]
-    ended = draw(st.booleans())
-    return events, ended, rnd.random()
+    return events, draw(st.booleans()), rnd.random()
+
+
+def check(view: LatestView, delivered: dict[tuple[int, int], Counter], end: int) -> None:
+    rolling = view.documents()["rolling"]
+    assert set(rolling) == {"5m", "1h", "1d"}
+    for doc in rolling.values():
+        start = _ms(doc["start"])
+        assert _ms(doc["end"]) == end
+        per_key: Counter = Counter()
+        for (_bucket, window), counts in delivered.items():
+            if start <= window < end:
+                per_key.update(counts)
+        forums, per_thread = Counter(), Counter()
+        for (forum, thread, _kind), n in per_key.items():
+            forums[forum] += n
+            per_thread[(forum, thread)] += n
+        assert doc["total"] == sum(per_key.values())
+        assert doc["forums"] == dict(sorted(forums.items()))
+        best = sorted(per_thread.items(), key=lambda kv: (-kv[1], kv[0]))
+        best = best[:TOP_THREADS_PER_PERIOD]
+        assert [((r["forum"], r["thread"]), r["count"]) for r in doc["top_threads"]] == best
+        assert [r["rank"] for r in doc["top_threads"]] == list(range(1, len(best) + 1))
 
 
 @settings(max_examples=60, deadline=None)
 @given(runs())
-def test_rolling_totals_and_top_threads_match_a_group_by_of_the_covered_events(run):
-    events, ended, order_seed = run
+def test_rolling_totals_and_top_threads_match_a_group_by_of_the_delivered_windows(run):
+    events, ended, seed = run
+    rnd = random.Random(seed)
     view = LatestView(Settings())
     windows: dict[tuple[int, int], Counter] = {}
     for ts, forum, thread, kind in events:
-        bucket = FORUMS.index(forum) % 2
-        windows.setdefault((bucket, ts), Counter())[(forum, thread, kind)] += 1
-    last_end = max(ts for ts, *_ in events) + MINUTE
-    watermark = POS_INF if ended else last_end + 30_000  # rounds down to last_end
-    feed = sorted(windows.items())
-    random.Random(order_seed).shuffle(feed)
-    for (bucket, start), counts in feed:
-        view.on_window(bucket, WindowResult(MINUTE, start, 0, True, dict(counts)), watermark)
+        windows.setdefault((FORUMS.index(forum) % 2, ts), Counter())[(forum, thread, kind)] += 1
+    delivered: dict[tuple[int, int], Counter] = {}
+    restate_next: list[tuple[int, int]] = []
 
-    rolling = view.documents()["rolling"]
-    assert set(rolling) == {"5m", "1h", "1d"}
-    for doc in rolling.values():
-        start, end = _ms(doc["start"]), _ms(doc["end"])
-        assert end == last_end  # the end of the data, or the watermark rounded to the minute
-        inside = [(f, t) for ts, f, t, _k in events if start <= ts < end]
-        forums = Counter(f for f, _t in inside)
-        assert doc["total"] == len(inside)
-        assert doc["forums"] == dict(sorted(forums.items()))
-        per_thread = Counter(inside)
-        expected = sorted(per_thread.items(), key=lambda kv: (-kv[1], kv[0]))
-        expected = expected[:TOP_THREADS_PER_PERIOD]
-        assert [((r["forum"], r["thread"]), r["count"]) for r in doc["top_threads"]] == expected
-        assert [r["rank"] for r in doc["top_threads"]] == list(range(1, len(expected) + 1))
+    def deliver(key, counts, revision, watermark):
+        delivered[key] = counts
+        view.on_window(key[0], WindowResult(MINUTE, key[1], revision, True, dict(counts)),
+                       watermark)
+
+    watermark = None
+    for start in sorted({start for _bucket, start in windows}):
+        step = start + MINUTE + 30_000  # the minute ending at start + 1m becomes final
+        # Late events restate a window (whole, next revision) only within allowed lateness:
+        # after a longer gap, before the watermark moves on.
+        late_mark = (step if not restate_next or start - restate_next[0][1] <= LATENESS
+                     else watermark)
+        for key in restate_next:
+            deliver(key, windows[key], 1, late_mark)
+        restate_next = []
+        watermark = step
+        for bucket in (0, 1):
+            key = (bucket, start)
+            if key not in windows:
+                view.on_partials(bucket, watermark, [])
+            elif rnd.random() < 0.3 and sum(windows[key].values()) > 1:
+                first = Counter(dict(list(windows[key].items())[:-1]))
+                deliver(key, first, 0, watermark)
+                restate_next.append(key)
+            else:
+                deliver(key, windows[key], 0, watermark)
+        if rnd.random() < 0.15:
+            check(view, delivered, start + MINUTE)
+    last_end = max(ts for ts, *_ in events) + MINUTE
+    watermark = POS_INF if ended else last_end + 30_000
+    for key in restate_next:
+        deliver(key, windows[key], 1, watermark)
+    for bucket in (0, 1):
+        view.on_partials(bucket, watermark, [])
+    check(view, delivered, last_end)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from forumstats.engine import WindowEngine, WindowResult
 from forumstats.events import Event
+from forumstats.packing import Packed
 from forumstats.rolling import RollingTotals
 from forumstats.settings import WindowSettings
 from forumstats.watermarks import NEG_INF, POS_INF
@@ -205,6 +206,10 @@ def test_packed_hourly_buckets_keep_totals_exact_even_when_added_to(seed: int, s
         else:
             watermark += rnd.choice((BUCKET, 3 * BUCKET, COARSE, 2 * COARSE))
             rolling.advance(watermark)
+            end = rolling.end_ms
+            fine_keep = COARSE + LATENESS + BUCKET  # the longest fine period is COARSE
+            assert all(type(bucket) is Packed for c, bucket in rolling._coarse.items()
+                       if c + COARSE <= end - fine_keep)
         snap = rolling.totals(240)
         if snap.end_ms is not None:
             assert (dict(snap.threads), dict(snap.forums)) == brute(adds, snap.start_ms,
