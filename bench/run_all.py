@@ -83,7 +83,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def update_doc(rows: list[dict], meta: dict) -> None:
     m = meta["machine"]
-    runs: dict[tuple, list[str]] = {}  # (date, command, seconds) -> benchmarks it measured
+    runs: dict[tuple, list[str]] = {}  # (date, command, seconds, quick) -> benchmarks measured
     for r in rows:
         run = r.get("run") or meta
         key = (run["date"], run["command"], run["seconds"], run.get("quick", False))

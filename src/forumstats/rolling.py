@@ -110,9 +110,9 @@ class RollingTotals:
                            + bucket_ms)
         self._coarse_keep = max(coarse_periods, default=0) + coarse_bucket_ms
         # buckets by start: per (forum, thread, type), and the same summed per (forum, type).
-        # A coarse bucket older than the fine retention is Packed (forumstats.packing): at 1M
-        # threads the hourly buckets of a day are most of the state, and each is read once
-        # more, when it leaves the 24-hour period.
+        # A coarse bucket older than the fine retention is Packed (forumstats.packing): a day
+        # of hourly per-thread rows is held, and each bucket is read once more, when it
+        # leaves the 24-hour period.
         self._fine: dict[int, dict[CountKey, int]] = {}
         self._coarse: dict[int, dict[CountKey, int] | Packed] = {}
         self._fine_forums: dict[int, dict[ForumKey, int]] = {}
